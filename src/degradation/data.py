@@ -1,0 +1,418 @@
+"""Data sets as uint8 tensors in memory, with the paper's batch-level preprocessing.
+
+Every data module keeps its images as one ``uint8`` tensor of shape (N, C, H, W). Batches are
+moved to the training device as uint8 and only there turned into floats: the per-pixel mean image
+of the training set is subtracted (Section 4.2) and, for training batches, each image is padded
+by 4 pixels, randomly cropped back to its size and randomly flipped horizontally. All of it is
+batched tensor work; there is no per-image Python.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+class DataUnavailableError(RuntimeError):
+    """A data set is absent (or unreadable) and could not be obtained."""
+
+
+# --------------------------------------------------------------------------------------------
+# Batch preprocessing
+# --------------------------------------------------------------------------------------------
+
+
+def crop_flip(
+    x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int
+) -> torch.Tensor:
+    """Zero-pad a batch by ``pad``, crop image i at offset (dy[i], dx[i]), then flip where ``flip``.
+
+    The result equals torchvision's per-image ``RandomCrop(size, padding=pad)`` followed by
+    ``RandomHorizontalFlip`` when they draw the same offsets and flips.
+    """
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # (n, h+2p, w+2p, c)
+    rows = dy[:, None] + torch.arange(h, device=x.device)  # (n, h)
+    cols = dx[:, None] + torch.arange(w, device=x.device)  # (n, w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    out = padded[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def random_crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True) -> torch.Tensor:
+    """The paper's augmentation on a whole batch: pad, random crop to size, random h-flip."""
+    n = x.shape[0]
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
+    flips = torch.rand(n, device=x.device) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    return crop_flip(x, dy, dx, flips.to(x.device), pad)
+
+
+# --------------------------------------------------------------------------------------------
+# File formats
+# --------------------------------------------------------------------------------------------
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (plain or gzipped), as used by (Fashion-)MNIST."""
+    path = Path(path)
+    try:
+        with _open(path) as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:
+        raise DataUnavailableError(f"cannot read {path}: {err}") from err
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataUnavailableError(f"{path} is not an IDX file of unsigned bytes (bad header)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataUnavailableError(f"{path} is truncated (header)")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    size = int(np.prod(shape))
+    if len(raw) - header != size:
+        raise DataUnavailableError(
+            f"{path} is corrupt: header promises {size} bytes of data, file has {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file (gzipped if the name ends in .gz)."""
+    path = Path(path)
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    data = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(data + array.tobytes())
+
+
+def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one batch file of CIFAR-10's python version: images (N, 3, 32, 32) and labels (N,)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="bytes")
+        data = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(entry[b"labels"], dtype=np.int64)
+    except Exception as err:  # noqa: BLE001 - any unpickling problem means a corrupt file
+        raise DataUnavailableError(f"{path} is not a readable CIFAR-10 batch file: {err}") from err
+    if len(data) != len(labels):
+        raise DataUnavailableError(f"{path} is corrupt: {len(data)} images, {len(labels)} labels")
+    return data, labels
+
+
+# --------------------------------------------------------------------------------------------
+# Data modules
+# --------------------------------------------------------------------------------------------
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base class: images held as uint8 tensors, preprocessed per batch on the device.
+
+    Subclasses implement :meth:`load`, returning (train_images, train_labels, test_images,
+    test_labels) as tensors. ``val_size`` > 0 holds out that many training images (a fixed
+    split) as a validation set, e.g. the paper's 45k/5k split with ``val_size=5000``.
+    """
+
+    name = "images"
+    in_channels = 3
+    num_classes = 10
+    image_size = 32
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int = 128,
+        val_size: int = 0,
+        pad: int = 4,
+        flip: bool = True,
+        split_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError("batch_size and eval_batch_size must be positive")
+        if val_size < 0:
+            raise ValueError("val_size must be >= 0")
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.pad, self.flip, self.split_seed = val_size, pad, flip, split_seed
+        self.train_set: TensorDataset | None = None
+        self.eval_sets: dict[str, TensorDataset] = {}
+        self.mean_image: torch.Tensor | None = None
+        self._mean_on: dict[torch.device, torch.Tensor] = {}
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return train images, train labels, test images, test labels."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the tensors once, split off validation images, compute the mean image."""
+        if self.train_set is not None:
+            return
+        x, y, test_x, test_y = self.load()
+        if self.val_size:
+            if self.val_size >= len(x):
+                raise ValueError(f"val_size={self.val_size} leaves no training images")
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
+            val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+            self.eval_sets = {"test": TensorDataset(test_x, test_y)}
+            self.eval_sets["val"] = TensorDataset(x[val_idx], y[val_idx])
+            x, y = x[train_idx], y[train_idx]
+        else:
+            self.eval_sets = {"test": TensorDataset(test_x, test_y)}
+        self.train_set = TensorDataset(x, y)
+        self.mean_image = x.float().mean(0) / 255.0
+
+    @property
+    def eval_names(self) -> list[str]:
+        """Names of the evaluation sets, in the order of :meth:`val_dataloader`."""
+        return list(self.eval_sets) or ["test"]
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled batches, drawn as whole index lists (no per-image collation)."""
+        sampler = BatchSampler(RandomSampler(self.train_set), self.batch_size, drop_last=False)
+        return DataLoader(self.train_set, sampler=sampler, batch_size=None)
+
+    def _eval_loader(self, dataset: TensorDataset) -> DataLoader:
+        sampler = BatchSampler(range(len(dataset)), self.eval_batch_size, drop_last=False)
+        return DataLoader(dataset, sampler=sampler, batch_size=None)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """The periodic evaluation sets: the test set, then the validation split if any."""
+        return [self._eval_loader(d) for d in self.eval_sets.values()]
+
+    def test_dataloader(self) -> DataLoader:
+        """The untouched test set."""
+        return self._eval_loader(self.eval_sets["test"])
+
+    def preprocess(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 batch -> float batch minus the mean image; crop and flip when ``train``."""
+        if self.mean_image is None:
+            raise RuntimeError("call setup() before preprocess()")
+        mean = self._mean_on.get(x.device)
+        if mean is None:
+            mean = self._mean_on[x.device] = self.mean_image.to(x.device)
+        x = x.float().div_(255.0).sub_(mean)
+        if train and self.pad >= 0 and (self.pad or self.flip):
+            x = random_crop_flip(x, self.pad, self.flip)
+        return x
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Lightning hook: preprocess each batch once it is on the training device."""
+        x, y = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.preprocess(x, train=training), y
+
+
+class SyntheticDataModule(ImageDataModule):
+    """A small, deterministic, learnable data set made in memory (CIFAR-shaped by default).
+
+    Each class has a smooth random prototype image; a sample is its class prototype plus pixel
+    noise. The same ``seed`` always gives the same images.
+    """
+
+    name = "synthetic"
+
+    def __init__(
+        self,
+        num_train: int = 2048,
+        num_test: int = 512,
+        image_size: int = 32,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        noise: float = 60.0,
+        seed: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if num_train < 1 or num_test < 1 or image_size < 4 or in_channels < 1 or num_classes < 2:
+            raise ValueError("synthetic data needs positive sizes and at least 2 classes")
+        self.num_train, self.num_test, self.noise, self.seed = num_train, num_test, noise, seed
+        self.image_size, self.in_channels, self.num_classes = image_size, in_channels, num_classes
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed)
+        coarse = torch.rand(self.num_classes, self.in_channels, 4, 4, generator=g)
+        prototypes = F.interpolate(coarse, size=self.image_size, mode="bilinear") * 255.0
+
+        def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            labels = torch.randint(0, self.num_classes, (n,), generator=g)
+            noise = torch.randn(n, self.in_channels, self.image_size, self.image_size, generator=g)
+            images = (prototypes[labels] + self.noise * noise).clamp_(0, 255).round_()
+            return images.to(torch.uint8), labels
+
+        return (*sample(self.num_train), *sample(self.num_test))
+
+
+FASHION_MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def find_idx_files(directory: Path) -> dict[str, Path] | None:
+    """The four Fashion-MNIST IDX files in ``directory`` (plain or .gz), or None."""
+    found = {}
+    for key, stem in FASHION_MNIST_FILES.items():
+        for candidate in (directory / stem, directory / f"{stem}.gz"):
+            if candidate.is_file():
+                found[key] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+class FashionMNISTDataModule(ImageDataModule):
+    """Fashion-MNIST, 28x28 grayscale, with the same pipeline as CIFAR-10.
+
+    Looks for the original IDX files in ``data_dir`` (also torchvision's
+    ``data_dir/FashionMNIST/raw``), then in ``search_dirs`` (Debian's ``dataset-fashion-mnist``
+    by default), then downloads them with torchvision into ``data_dir`` if ``download``.
+    """
+
+    name = "fashion_mnist"
+    in_channels = 1
+    num_classes = 10
+    image_size = 28
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        search_dirs: Sequence[str] = (FASHION_MNIST_SYSTEM_DIR,),
+        download: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.data_dir, self.search_dirs, self.download = Path(data_dir), search_dirs, download
+
+    def candidate_dirs(self) -> list[Path]:
+        """Where the IDX files are looked for, in order."""
+        return [self.data_dir, self.data_dir / "FashionMNIST" / "raw"] + [
+            Path(d) for d in self.search_dirs
+        ]
+
+    def locate(self) -> dict[str, Path]:
+        """Find the IDX files, downloading them if allowed; raise DataUnavailableError if not."""
+        for directory in self.candidate_dirs():
+            files = find_idx_files(directory)
+            if files:
+                return files
+        problem = "download disabled (data.download=false)"
+        if self.download:
+            try:
+                from torchvision.datasets import FashionMNIST
+
+                FashionMNIST(str(self.data_dir), train=True, download=True)
+                FashionMNIST(str(self.data_dir), train=False, download=True)
+                files = find_idx_files(self.data_dir / "FashionMNIST" / "raw")
+                if files:
+                    return files
+                problem = "download finished but the files were not where expected"
+            except Exception as err:  # noqa: BLE001 - network errors come in many types
+                problem = f"download failed: {type(err).__name__}: {err}"
+        looked = "\n  ".join(str(d) for d in self.candidate_dirs())
+        raise DataUnavailableError(
+            f"Fashion-MNIST not found. Looked for {', '.join(FASHION_MNIST_FILES.values())} "
+            f"(optionally .gz) in:\n  {looked}\nand {problem}.\n"
+            "Provide it by: `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or copying "
+            "the four IDX files into data_dir, or running once with network access "
+            "(data.download=true)."
+        )
+
+    def prepare_data(self) -> None:
+        self.locate()
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        files = self.locate()
+        arrays = {key: read_idx(path) for key, path in files.items()}
+        for split in ("train", "test"):
+            images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                raise DataUnavailableError(
+                    f"Fashion-MNIST {split} files disagree: images {images.shape}, "
+                    f"labels {labels.shape} ({files[f'{split}_images'].parent})"
+                )
+        self.image_size = int(arrays["train_images"].shape[1])
+        return (
+            torch.from_numpy(arrays["train_images"].copy()).unsqueeze(1),
+            torch.from_numpy(arrays["train_labels"].astype(np.int64)),
+            torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1),
+            torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+        )
+
+
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR10_TEST = ["test_batch"]
+
+
+class CIFAR10DataModule(ImageDataModule):
+    """CIFAR-10 (python version), downloaded by torchvision into ``data_dir`` when absent."""
+
+    name = "cifar10"
+    in_channels = 3
+    num_classes = 10
+    image_size = 32
+
+    def __init__(self, data_dir: str = "data", download: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.data_dir, self.download = Path(data_dir), download
+
+    @property
+    def folder(self) -> Path:
+        """The folder that holds the batch files."""
+        return self.data_dir / CIFAR10_FOLDER
+
+    def _present(self) -> bool:
+        return all((self.folder / f).is_file() for f in CIFAR10_TRAIN + CIFAR10_TEST)
+
+    def prepare_data(self) -> None:
+        """Download and extract CIFAR-10 into ``data_dir`` unless it is already there."""
+        if self._present():
+            return
+        problem = "download disabled (data.download=false)"
+        if self.download:
+            try:
+                from torchvision.datasets import CIFAR10
+
+                CIFAR10(str(self.data_dir), train=True, download=True)
+                if self._present():
+                    return
+                problem = "download finished but the files were not where expected"
+            except Exception as err:  # noqa: BLE001 - network errors come in many types
+                problem = f"download failed: {type(err).__name__}: {err}"
+        raise DataUnavailableError(
+            f"CIFAR-10 not found: expected {', '.join(CIFAR10_TRAIN + CIFAR10_TEST)} in "
+            f"{self.folder}, and {problem}.\nProvide it by downloading cifar-10-python.tar.gz "
+            "from https://www.cs.toronto.edu/~kriz/cifar.html and extracting it into "
+            f"{self.data_dir} (or point data_dir=... at a folder that holds {CIFAR10_FOLDER}/)."
+        )
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        self.prepare_data()
+
+        def read(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+            parts = [read_cifar_batch(self.folder / n) for n in names]
+            images = np.concatenate([p[0] for p in parts])
+            labels = np.concatenate([p[1] for p in parts])
+            return torch.from_numpy(images), torch.from_numpy(labels)
+
+        return (*read(CIFAR10_TRAIN), *read(CIFAR10_TEST))

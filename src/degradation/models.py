@@ -1,0 +1,172 @@
+"""The paper's 6n+2 CIFAR family (Section 4.2): plain and residual nets built by the same code.
+
+A net of depth 6n+2 is one 3x3 stem conv, three stages of n blocks (each block two 3x3 convs,
+widths w, 2w, 4w, stride 2 at the first conv of stages 2 and 3), global average pooling and one
+fully connected layer. ``residual=True`` adds a shortcut around every block; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SHORTCUTS = ("A", "B", "C")
+
+
+def valid_depths(limit: int = 1202) -> list[int]:
+    """Depths 6n+2 (n >= 1) up to ``limit``."""
+    return list(range(8, limit + 1, 6))
+
+
+def check_depth(depth: int) -> int:
+    """Return the number of blocks per stage n for a depth 6n+2, or raise a ValueError."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(
+            f"depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, 38, 44, 50, 56, ..., 110, ..., "
+            f"1202); got {depth!r}"
+        )
+    return (depth - 2) // 6
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution, padding 1, no bias (a BN follows every conv)."""
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A: identity with stride-``stride`` subsampling and zero-padded extra channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        if out_channels < in_channels:
+            raise ValueError("option A cannot reduce the number of channels")
+        self.extra = out_channels - in_channels
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra:
+            x = F.pad(x, (0, 0, 0, 0, 0, self.extra))
+        return x
+
+
+def projection(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    """Options B and C: 1x1 convolution (with stride) followed by BN."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+        nn.BatchNorm2d(out_channels),
+    )
+
+
+def make_shortcut(option: str, in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """The shortcut of one block for option A, B or C."""
+    changes_shape = stride != 1 or in_channels != out_channels
+    if option == "C" or (option == "B" and changes_shape):
+        return projection(in_channels, out_channels, stride)
+    if option == "A" and changes_shape:
+        return ZeroPadShortcut(in_channels, out_channels, stride)
+    return nn.Identity()
+
+
+class Block(nn.Module):
+    """Two 3x3 conv+BN layers; with a shortcut, the second ReLU comes after the addition."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        residual: bool,
+        shortcut: str = "A",
+    ) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, out_channels, stride)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = conv3x3(out_channels, out_channels)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = (
+            make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return F.relu(out)
+
+
+class CifarNet(nn.Module):
+    """A 6n+2-layer plain or residual net for small images (any size, any channel count)."""
+
+    def __init__(
+        self,
+        depth: int,
+        residual: bool,
+        shortcut: str = "A",
+        width: int = 16,
+        in_channels: int = 3,
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        n = check_depth(depth)
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
+        for name, value in (("width", width), ("in_channels", in_channels)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
+        self.depth, self.residual, self.shortcut = depth, residual, shortcut
+        self.stem = nn.Sequential(
+            conv3x3(in_channels, width), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
+        stages, channels = [], width
+        for i, stage_width in enumerate((width, 2 * width, 4 * width)):
+            blocks = []
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(Block(channels, stage_width, stride, residual, shortcut))
+                channels = stage_width
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He (Kaiming) init for convs, BN to identity; the FC keeps PyTorch's default."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def cifar_net(
+    depth: int,
+    residual: bool,
+    shortcut: str = "A",
+    width: int = 16,
+    in_channels: int = 3,
+    num_classes: int = 10,
+) -> nn.Module:
+    """The paper's CIFAR net of depth 6n+2; ``residual`` switches the shortcuts on."""
+    return CifarNet(depth, residual, shortcut, width, in_channels, num_classes)
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def family(residual: bool) -> str:
+    """The family name used in run names and tables: 'resnet' or 'plain'."""
+    return "resnet" if residual else "plain"

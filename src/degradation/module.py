@@ -1,0 +1,115 @@
+"""The LightningModule: the paper's training recipe and what is logged when.
+
+Logged against the global step (the number of optimizer updates done so far):
+- ``train_error`` and ``train_loss`` of every training batch, measured in training mode on the
+  batch about to be learned from (the paper's dashed curves), and the learning rate ``lr``;
+- ``test_error`` (and ``test_loss``) on the full test set every ``eval_every`` steps and at the
+  end (the bold curves); ``val_error`` as well when a validation split is held out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+
+
+def paper_schedule(
+    optimizer: Optimizer,
+    milestones: Sequence[int] = (32000, 48000),
+    gamma: float = 0.1,
+    warmup_steps: int = 0,
+    warmup_factor: float = 0.1,
+) -> LambdaLR:
+    """Step schedule in iterations: lr x ``gamma`` at each milestone, x ``warmup_factor`` before
+    ``warmup_steps`` (the paper's ResNet-110 warm-up: 0.1 x 0.1 = 0.01).
+
+    One multiplier function covers both, so the warm-up cannot be undone by the decay schedule.
+    """
+    milestones = sorted(int(m) for m in milestones)
+    if any(m <= 0 for m in milestones):
+        raise ValueError(f"milestones must be positive step counts; got {milestones}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0; got {warmup_steps}")
+
+    def factor(step: int) -> float:
+        decay = gamma ** sum(step >= m for m in milestones)
+        return decay * (warmup_factor if step < warmup_steps else 1.0)
+
+    return LambdaLR(optimizer, factor)
+
+
+def error_rate(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Fraction of wrong top-1 predictions."""
+    return (logits.argmax(dim=1) != targets).float().mean()
+
+
+class DegradationModule(L.LightningModule):
+    """Trains one net with SGD and a step schedule stepped every iteration."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., Optimizer],
+        scheduler: Callable[[Optimizer], LRScheduler] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        err = error_rate(logits.detach(), y)
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log("train_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train_error", err, on_step=True, on_epoch=False, prog_bar=True)
+        self.log("lr", lr, on_step=True, on_epoch=False)
+        return loss
+
+    def _eval_name(self, dataloader_idx: int) -> str:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = getattr(datamodule, "eval_names", None) or ["test"]
+        return names[dataloader_idx]
+
+    def _evaluate(self, batch, dataloader_idx: int, name: str | None = None) -> None:
+        x, y = batch
+        logits = self(x)
+        name = name or self._eval_name(dataloader_idx)
+        n = len(y)
+        loss = F.cross_entropy(logits, y)
+        err = error_rate(logits, y)
+        # Weighted by batch size so the epoch value is the error over the whole set.
+        kwargs = dict(on_step=False, on_epoch=True, batch_size=n, add_dataloader_idx=False)
+        self.log(f"{name}_error", err, prog_bar=(name == "test"), **kwargs)
+        self.log(f"{name}_loss", loss, **kwargs)
+        if dataloader_idx == 0:
+            # x-value of the evaluation: the number of updates done (Lightning would otherwise
+            # use the index of the last training batch during fit, and the count after it).
+            self.log("step", float(self.global_step), **kwargs)
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, dataloader_idx)
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, dataloader_idx, name="test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }

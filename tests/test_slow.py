@@ -1,0 +1,37 @@
+"""Longer runs on real data (``pytest -m slow``)."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run_train
+from degradation.data import FASHION_MNIST_SYSTEM_DIR
+
+pytestmark = pytest.mark.slow
+
+
+NO_DEBIAN_DATA = not Path(FASHION_MNIST_SYSTEM_DIR).is_dir()
+
+
+@pytest.mark.skipif(NO_DEBIAN_DATA, reason="Debian's dataset-fashion-mnist not installed")
+def test_plain20_learns_real_fashion_mnist_in_300_iterations(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(
+        "model=plain",
+        "model.depth=20",
+        "trainer.max_steps=300",
+        "eval_every=100",
+        f"data_dir={tmp_path}",
+        f"hydra.run.dir={run_dir}",
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["data"] == "fashion_mnist" and summary["steps"] == 300
+    # Chance is 90% error on ten balanced classes.
+    assert summary["final_train_error"] < 0.35
+    assert summary["final_test_error"] < 0.5
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert metrics.dropna(subset=["test_error"])["step"].tolist() == [100, 200, 300]

@@ -1,0 +1,124 @@
+"""experiments/train.py as a real subprocess, and the configs it composes."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from conftest import ROOT, TINY, run_train
+from degradation.runs import register_resolvers
+
+
+def test_training_run_leaves_metrics_and_summary_and_learns(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(
+        *TINY, "trainer.max_steps=60", "eval_every=25", "seed=3", f"hydra.run.dir={run_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    for column in ("step", "train_error", "train_loss", "test_error", "lr"):
+        assert column in metrics.columns
+    assert metrics["step"].is_unique and metrics["step"].is_monotonic_increasing
+    train = metrics.dropna(subset=["train_error"])
+    assert train["step"].tolist() == list(range(60))
+    evals = metrics.dropna(subset=["test_error"])
+    assert evals["step"].tolist() == [25, 50, 60]
+    assert train["train_error"].head(10).mean() > train["train_error"].tail(10).mean() + 0.2
+    assert train["lr"].tolist() == pytest.approx([0.1] * 60)
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 60
+    assert summary["model"] == "plain-8" and summary["family"] == "plain"
+    assert summary["data"] == "synthetic" and summary["seed"] == 3
+    assert summary["final_test_error"] == pytest.approx(evals["test_error"].iloc[-1])
+    assert summary["final_train_error"] < 0.5 and summary["wall_time_s"] > 0
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "final.ckpt").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+def test_residual_run_and_default_run_dir_name(tmp_path):
+    result = run_train(
+        *TINY,
+        "model=resnet",
+        "model.shortcut=B",
+        "trainer.max_steps=5",
+        "eval_every=5",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "outputs" / "runs" / "resnet8-B-w8-synthetic-seed0"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["family"] == "resnet" and summary["shortcut"] == "B"
+
+
+def test_multirun_sweep_puts_each_run_in_its_own_dir(tmp_path):
+    result = run_train(
+        "-m",
+        *TINY,
+        "model=plain,resnet",
+        "trainer.max_steps=3",
+        "eval_every=3",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = sorted(p.parent.name for p in tmp_path.glob("*/summary.json"))
+    assert names == ["plain8-w8-synthetic-seed0", "resnet8-w8-synthetic-seed0"]
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.depth=21", "depth must be 6n+2"),
+        ("trainer.max_steps=0", "trainer.max_steps must be a positive"),
+        ("eval_every=-5", "eval_every must be a positive"),
+    ],
+)
+def test_bad_values_fail_with_one_clear_message(tmp_path, override, message):
+    result = run_train(*TINY, override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert message in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("override", ["model=nonsense", "data=imagenet42"])
+def test_unknown_names_list_the_available_ones(tmp_path, override):
+    result = run_train(*TINY[1:], override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert "Could not find" in result.stderr and "Available options" in result.stderr
+
+
+def test_missing_data_fails_with_where_it_looked(tmp_path):
+    result = run_train(
+        "data=fashion_mnist",
+        "data.search_dirs=[]",
+        "data.download=false",
+        f"data_dir={tmp_path / 'nodata'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 2
+    assert "Fashion-MNIST not found" in result.stderr and str(tmp_path / "nodata") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("data", ["synthetic", "fashion_mnist", "cifar10"])
+@pytest.mark.parametrize("model", ["plain", "resnet"])
+def test_every_config_group_composes_and_instantiates(tmp_path, data, model):
+    register_resolvers()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[f"data={data}", f"model={model}", f"data_dir={tmp_path}"],
+            return_hydra_config=True,
+        )
+    assert cfg.trainer.max_steps == 64000 and cfg.data.batch_size == 128
+    assert list(cfg.scheduler.milestones) == [32000, 48000]
+    assert cfg.optimizer.lr == 0.1 and cfg.optimizer.weight_decay == 1e-4
+    net = instantiate(cfg.model, in_channels=1, num_classes=10)
+    assert net.residual == (model == "resnet")
+    dm = instantiate(cfg.data)
+    assert dm.batch_size == 128 and Path(dm.data_dir if data != "synthetic" else tmp_path)
