@@ -17,13 +17,22 @@ from degradation.runs import register_resolvers, train
 
 log = logging.getLogger("train")
 register_resolvers()
-# Noise from Lightning's use of a torch API that torch has deprecated; nothing for users to do.
-warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def quiet_lightning() -> None:
+    """Drop noise that users can do nothing about (runs in each job, also in worker processes)."""
+    # Lightning's use of a torch API that torch has deprecated.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # Lightning's advertisements for its cloud products.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "Tip:" not in record.getMessage()
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train the configured net and return its final test error."""
+    quiet_lightning()
     run_dir = HydraConfig.get().runtime.output_dir
     log.info("run directory: %s", run_dir)
     try:

@@ -122,3 +122,30 @@ def test_every_config_group_composes_and_instantiates(tmp_path, data, model):
     assert net.residual == (model == "resnet")
     dm = instantiate(cfg.data)
     assert dm.batch_size == 128 and Path(dm.data_dir if data != "synthetic" else tmp_path)
+
+
+def compose_train(*overrides: str):
+    register_resolvers()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("depth,warmup", [(56, 0), (110, 400)])
+def test_fig6_preset_is_the_papers_sweep(depth, warmup):
+    cfg = compose_train("experiment=fig6_cifar10", "model=resnet", f"model.depth={depth}")
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.hydra.sweeper.params["model.depth"] == "20,32,44,56,110"
+    assert cfg.hydra.sweeper.params.model == "plain,resnet"
+    assert cfg.data._target_.endswith("CIFAR10DataModule") and cfg.model.shortcut == "A"
+    assert cfg.trainer.max_steps == 64000 and list(cfg.scheduler.milestones) == [32000, 48000]
+    assert cfg.scheduler.warmup_steps == warmup
+
+
+def test_fig1_and_quick_presets():
+    fig1 = compose_train("experiment=fig1_cifar10")
+    assert fig1.hydra.sweeper.params["model.depth"] == "20,56" and not fig1.model.residual
+    quick = compose_train("experiment=quick")
+    assert quick.data._target_.endswith("FashionMNISTDataModule")
+    assert quick.hydra.launcher.n_jobs == 2 and quick.threads == 1
+    assert quick.hydra.sweeper.params.model == "plain,resnet"
+    assert quick.model.width == 8 and quick.trainer.max_steps == 600

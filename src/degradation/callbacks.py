@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
+
+log = logging.getLogger("degradation")
 
 
 class StepProgressBar(TQDMProgressBar):
@@ -37,3 +41,36 @@ class StepProgressBar(TQDMProgressBar):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
         return metrics
+
+
+class ProgressLog(L.Callback):
+    """Progress as log lines every ``every`` iterations, for jobs that share a terminal."""
+
+    def __init__(self, every: int = 100) -> None:
+        if every < 1:
+            raise ValueError("every must be a positive number of iterations")
+        self.every = every
+        self._start = 0.0
+        self._start_step = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start, self._start_step = time.perf_counter(), trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: Any) -> None:
+        step = trainer.global_step
+        if step % self.every and step != trainer.max_steps:
+            return
+        metrics = trainer.callback_metrics
+        rate = (step - self._start_step) / max(time.perf_counter() - self._start, 1e-9)
+        parts = [f"step {step}/{trainer.max_steps}", f"{rate:.1f} it/s"]
+        for name in ("train_loss", "train_error", "test_error"):
+            if name in metrics:
+                parts.append(f"{name} {float(metrics[name]):.3f}")
+        log.info("%s: %s", _net_name(pl_module), ", ".join(parts))
+
+
+def _net_name(pl_module: L.LightningModule) -> str:
+    net = getattr(pl_module, "net", None)
+    if net is None or not hasattr(net, "depth"):
+        return type(pl_module).__name__
+    return f"{'resnet' if net.residual else 'plain'}-{net.depth}"

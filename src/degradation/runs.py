@@ -21,6 +21,7 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
+import torch
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -168,6 +169,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     check_config(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
@@ -247,6 +250,12 @@ def run_name(model: Mapping[str, Any], data: str, seed: int) -> str:
     return f"{name}-{data}-seed{seed}"
 
 
+def paper_warmup(depth: int, steps: int = 400, from_depth: int = 110) -> int:
+    """The paper's warm-up length for a net of this depth: 400 iterations from 110 layers on."""
+    return steps if int(depth) >= from_depth else 0
+
+
 def register_resolvers() -> None:
-    """Make ``${run_name:...}`` available to the Hydra configs."""
+    """Make ``${run_name:...}`` and ``${paper_warmup:...}`` available to the Hydra configs."""
     OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver("paper_warmup", paper_warmup, replace=True)

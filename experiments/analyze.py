@@ -1,0 +1,40 @@
+"""Turn one or more sweep directories into figures, a table and a report with a verdict.
+
+    python experiments/analyze.py outputs/sweeps/quick [--out DIR]
+
+By default everything is written into the first sweep directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from degradation.report import write_analysis
+from degradation.results import collect
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dirs", nargs="+", type=Path, help="sweep or run directories")
+    parser.add_argument("--out", type=Path, help="output directory (default: first sweep dir)")
+    args = parser.parse_args(argv)
+    try:
+        runs, metrics = collect(*args.sweep_dirs)
+        command = "python experiments/analyze.py " + " ".join(
+            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+        )
+        written = write_analysis(runs, metrics, args.out or args.sweep_dirs[0], command=command)
+    except ValueError as err:
+        print(f"analyze: error: {err}", file=sys.stderr)
+        return 2
+    print(runs[["run", "status", "steps", "final_train_error", "final_test_error"]].to_string())
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

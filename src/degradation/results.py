@@ -1,0 +1,157 @@
+"""Read sweeps into tables: one row per run, and one row per run and logged step.
+
+A run directory is any directory under a sweep that holds a ``summary.json`` or a Hydra
+``.hydra/config.yaml``. Runs that finished, failed, were interrupted or are still incomplete are
+all read; the ``status`` column says which.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from degradation.models import family
+from degradation.runs import METRICS_FILE, SUMMARY_FILE, final_metrics, read_summary
+
+# Columns that describe what a run trained (its configuration), in table order.
+CONFIG_COLUMNS = ["family", "depth", "width", "shortcut", "data", "max_steps", "seed"]
+# Columns that identify a network setting across seeds.
+SETTING_COLUMNS = ["family", "depth", "width", "shortcut", "data", "max_steps"]
+# Mean training error over this last fraction of the iterations: "the last part of training".
+LATE_WINDOW = 0.2
+
+
+class NoRunsError(ValueError):
+    """A directory given for analysis holds no runs."""
+
+
+def find_run_dirs(sweep_dirs: Iterable[str | Path]) -> list[Path]:
+    """Every run directory below the given directories (a run directory itself counts too)."""
+    found: set[Path] = set()
+    for sweep in sweep_dirs:
+        sweep = Path(sweep)
+        if not sweep.is_dir():
+            raise NoRunsError(f"{sweep} is not a directory")
+        for marker in (SUMMARY_FILE, ".hydra/config.yaml"):
+            for path in sweep.rglob(marker):
+                run_dir = path.parent if marker == SUMMARY_FILE else path.parent.parent
+                if "checkpoints" not in run_dir.parts:
+                    found.add(run_dir.resolve())
+    return sorted(found)
+
+
+def _config_fields(run_dir: Path) -> dict:
+    """The table fields of a run from its resolved Hydra config (for runs without a summary)."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    cfg = OmegaConf.load(path)
+    model, data = cfg.get("model", {}), cfg.get("data", {})
+    residual = bool(model.get("residual", False))
+    target = str(data.get("_target_", ""))
+    data_name = {
+        "FashionMNISTDataModule": "fashion_mnist",
+        "CIFAR10DataModule": "cifar10",
+        "SyntheticDataModule": "synthetic",
+    }.get(target.rsplit(".", 1)[-1], target)
+    return {
+        "family": family(residual),
+        "depth": model.get("depth"),
+        "width": model.get("width"),
+        "shortcut": model.get("shortcut") if residual else None,
+        "data": data_name,
+        "max_steps": cfg.get("trainer", {}).get("max_steps"),
+        "seed": cfg.get("seed"),
+    }
+
+
+def read_metrics(run_dir: str | Path) -> pd.DataFrame | None:
+    """A run's ``metrics.csv`` (None if it has none); a malformed file raises ValueError."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a readable metrics file: {err}") from err
+    if "step" not in df.columns:
+        raise ValueError(f"{path} has no 'step' column (columns: {list(df.columns)})")
+    return df
+
+
+def late_train_error(metrics: pd.DataFrame, window: float = LATE_WINDOW) -> float:
+    """Mean per-batch training error over the last ``window`` fraction of logged steps."""
+    train = metrics.dropna(subset=["train_error"]) if "train_error" in metrics else metrics[:0]
+    if not len(train):
+        return math.nan
+    return float(train["train_error"].tail(max(1, math.ceil(window * len(train)))).mean())
+
+
+def read_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame | None]:
+    """One run: a flat record (config, status, final numbers) and its metrics table."""
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir) or {}
+    record = {"run": run_dir.name, "path": str(run_dir)}
+    record.update(_config_fields(run_dir))
+    record.update({k: v for k, v in summary.items() if v is not None or k not in record})
+    status = summary.get("status")
+    # A run whose summary still says "running" is running now, or died without a word.
+    record["status"] = "incomplete" if status in (None, "running") else status
+    metrics = read_metrics(run_dir)
+    if metrics is not None and len(metrics):
+        if status != "finished":
+            record.update(final_metrics(metrics))
+            trained = metrics.dropna(subset=["train_error"]) if "train_error" in metrics else None
+            if trained is not None and len(trained):
+                record["steps"] = int(trained["step"].iloc[-1]) + 1
+        record["late_train_error"] = late_train_error(metrics)
+    return record, metrics
+
+
+def collect(*sweep_dirs: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All runs under the sweep directories: (runs table, metrics table).
+
+    The runs table has one row per run; the metrics table one row per run and logged step, with
+    the run's configuration fields as columns.
+    """
+    run_dirs = find_run_dirs(sweep_dirs)
+    if not run_dirs:
+        raise NoRunsError(
+            "no runs found under "
+            + ", ".join(str(s) for s in sweep_dirs)
+            + " (a run directory holds summary.json or .hydra/config.yaml)"
+        )
+    records, frames = [], []
+    for run_dir in run_dirs:
+        record, metrics = read_run(run_dir)
+        records.append(record)
+        if metrics is not None and len(metrics):
+            frames.append(metrics.assign(**{k: record.get(k) for k in ["run", *CONFIG_COLUMNS]}))
+    runs = pd.DataFrame.from_records(records)
+    for column in [*CONFIG_COLUMNS, "status", "steps", "final_train_error", "final_test_error"]:
+        if column not in runs:
+            runs[column] = None
+    runs["net"] = runs["family"] + "-" + runs["depth"].astype(str)
+    runs = runs.sort_values(["family", "depth", "seed", "run"], ignore_index=True)
+    metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(metrics):
+        metrics["net"] = metrics["family"] + "-" + metrics["depth"].astype(str)
+    return runs, metrics
+
+
+def setting_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per network setting (family, depth, width, ...): mean and std over seeds of finished runs."""
+    done = runs[runs["status"] == "finished"].copy()
+    keys = [c for c in SETTING_COLUMNS if c in done and done[c].notna().any()]
+    done[keys] = done[keys].fillna("-")
+    numbers = ["final_train_error", "late_train_error", "final_test_error"]
+    grouped = done.groupby(keys, sort=True, dropna=False)
+    table = grouped[numbers].agg(["mean", "std"])
+    table.columns = [f"{name}_{stat}" for name, stat in table.columns]
+    table.insert(0, "seeds", grouped.size())
+    table.insert(1, "params", grouped["params"].first())
+    return table.reset_index()

@@ -1,0 +1,268 @@
+"""Collection, verdict, figures, tables and report on small synthetic sweeps."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from omegaconf import OmegaConf
+
+from conftest import ROOT, TINY, run_train
+from degradation import plots
+from degradation.report import results_table, verdict_text, verdicts, write_analysis
+from degradation.results import NoRunsError, collect
+from degradation.runs import MetricsLogger, final_metrics, write_summary
+
+
+def make_run(
+    root,
+    family,
+    depth,
+    final,
+    seed=0,
+    steps=200,
+    status="finished",
+    data="fashion_mnist",
+    width=8,
+    eval_every=50,
+    write_summary_file=True,
+):
+    """A run directory in the suite's real format whose training error ends near ``final``."""
+    name = f"{family}{depth}-{data}-seed{seed}"
+    run_dir = root / name
+    residual = family == "resnet"
+    model = {"depth": depth, "residual": residual, "width": width}
+    if residual:
+        model["shortcut"] = "A"
+    target = {"fashion_mnist": "FashionMNISTDataModule", "cifar10": "CIFAR10DataModule"}[data]
+    cfg = {
+        "model": model,
+        "data": {"_target_": f"degradation.data.{target}"},
+        "trainer": {"max_steps": steps},
+        "seed": seed,
+    }
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(cfg), run_dir / ".hydra" / "config.yaml")
+    rng = np.random.default_rng(depth * 100 + seed)
+    logger = MetricsLogger(run_dir)
+    for step in range(steps):
+        err = 0.9 * np.exp(-step / (steps / 8)) + final + rng.normal(0, 0.01)
+        logger.log_metrics({"train_error": err, "train_loss": 2 * err, "lr": 0.1}, step)
+    for step in range(eval_every, steps + 1, eval_every):
+        err = 0.9 * np.exp(-step / (steps / 8)) + final + 0.02
+        logger.log_metrics({"test_error": err, "test_loss": 2 * err}, step)
+    logger.flush()
+    if write_summary_file:
+        summary = {
+            "run": name,
+            "model": f"{family}-{depth}",
+            "family": family,
+            "depth": depth,
+            "width": width,
+            "shortcut": "A" if residual else None,
+            "data": data,
+            "seed": seed,
+            "params": 1000 * depth,
+            "max_steps": steps,
+            "status": status,
+            "steps": steps,
+            "wall_time_s": 1.5 * depth,
+        }
+        if status == "finished":
+            summary.update(final_metrics(logger.frame()))
+        write_summary(run_dir, summary)
+    return run_dir
+
+
+def degraded_sweep(root, seeds=(0, 1)):
+    for seed in seeds:
+        for depth, plain, res in [(8, 0.10, 0.10), (20, 0.15, 0.08), (32, 0.20, 0.07)]:
+            make_run(root, "plain", depth, plain, seed=seed)
+            make_run(root, "resnet", depth, res, seed=seed)
+    return root
+
+
+def test_collect_reads_every_run_with_its_status(tmp_path):
+    degraded_sweep(tmp_path, seeds=(0,))
+    make_run(tmp_path, "plain", 44, 0.3, status="failed")
+    incomplete = make_run(tmp_path, "plain", 56, 0.3, seed=1, write_summary_file=False)
+    runs, metrics = collect(tmp_path)
+    assert len(runs) == 8
+    status = dict(zip(runs["run"], runs["status"], strict=True))
+    assert status["plain44-fashion_mnist-seed0"] == "failed"
+    assert status[incomplete.name] == "incomplete"
+    assert list(runs["status"]).count("finished") == 6
+    row = runs[runs["run"] == incomplete.name].iloc[0]
+    assert row["family"] == "plain" and row["depth"] == 56 and row["data"] == "fashion_mnist"
+    assert row["steps"] == 200 and 0.25 < row["final_train_error"] < 0.35
+    # The metrics table is tidy: one row per run and step, with config fields as columns.
+    assert {"run", "step", "family", "depth", "width", "seed", "train_error"} <= set(metrics)
+    assert len(metrics[metrics["run"] == incomplete.name]) == 201  # 200 steps + final eval
+    assert not metrics.duplicated(["run", "step"]).any()
+
+
+def test_collect_refuses_empty_and_malformed(tmp_path):
+    with pytest.raises(NoRunsError, match="no runs found"):
+        collect(tmp_path)
+    run_dir = make_run(tmp_path, "plain", 8, 0.1)
+    (run_dir / "metrics.csv").write_text("this,is\nnot")
+    with pytest.raises(ValueError, match="no 'step' column"):
+        collect(tmp_path)
+
+
+def test_verdict_finds_degradation_and_the_residual_fix(tmp_path):
+    runs, _ = collect(degraded_sweep(tmp_path))
+    (verdict,) = verdicts(runs)
+    assert verdict.degradation is True and verdict.residual_fix is True and verdict.reproduced
+    assert verdict.plain.depths == [8, 20, 32] and verdict.plain.monotonic()
+    assert verdict.plain.rise_final == pytest.approx(0.10, abs=0.01)
+    assert verdict.gaps[32][0] == pytest.approx(0.13, abs=0.01)
+    text = verdict_text(verdict)
+    assert "**Degradation: yes.**" in text and "**Residual fix: yes.**" in text
+    assert "+10.0 points" in text or "+9.9 points" in text or "+10.1 points" in text
+    assert "reproduces the paper's result" in text
+
+
+def test_verdict_without_degradation(tmp_path):
+    for depth, err in [(8, 0.12), (20, 0.11), (32, 0.115)]:
+        make_run(tmp_path, "plain", depth, err)
+        make_run(tmp_path, "resnet", depth, err)
+    runs, _ = collect(tmp_path)
+    (verdict,) = verdicts(runs)
+    assert verdict.degradation is False
+    # Residual nets do not rise, but they do not beat the plain net either.
+    assert verdict.residual_fix is False and not verdict.reproduced
+    text = verdict_text(verdict)
+    assert "**Degradation: no.**" in text and "does not reproduce" in text
+
+
+def test_verdict_when_residual_nets_also_degrade(tmp_path):
+    for depth, plain, res in [(8, 0.10, 0.05), (32, 0.20, 0.12)]:
+        make_run(tmp_path, "plain", depth, plain)
+        make_run(tmp_path, "resnet", depth, res)
+    (verdict,) = verdicts(collect(tmp_path)[0])
+    assert verdict.degradation is True and verdict.residual_fix is False
+
+
+def test_failed_runs_stay_out_of_the_verdict_but_in_the_report(tmp_path):
+    degraded_sweep(tmp_path, seeds=(0,))
+    make_run(tmp_path, "plain", 44, 0.9, status="failed")
+    runs, metrics = collect(tmp_path)
+    (verdict,) = verdicts(runs)
+    assert verdict.plain.depths == [8, 20, 32]
+    written = write_analysis(runs, metrics, tmp_path / "out")
+    report = written["report"].read_text()
+    assert "plain44-fashion_mnist-seed0 | failed" in report.replace("  ", " ").replace("  ", " ")
+
+
+def test_table_has_mean_std_over_seeds_and_paper_numbers(tmp_path):
+    for seed in (0, 1, 2):
+        make_run(tmp_path, "resnet", 20, 0.05, seed=seed, data="cifar10", width=16)
+        make_run(tmp_path, "plain", 20, 0.07, seed=seed, data="cifar10", width=16)
+    table = results_table(collect(tmp_path)[0])
+    resnet = table[table["net"] == "resnet-20"].iloc[0]
+    assert resnet["seeds"] == 3 and "±" in resnet["train error (%)"]
+    assert resnet["paper test error (%)"] == 8.75
+    assert pd.isna(table[table["net"] == "plain-20"].iloc[0]["paper test error (%)"])
+
+
+def test_figures_have_one_line_per_depth_and_labelled_axes(tmp_path):
+    runs, metrics = collect(degraded_sweep(tmp_path))
+    fig = plots.fig6(metrics)
+    assert isinstance(fig, Figure)
+    left, right = fig.axes
+    assert left.get_ylabel() == "error (%)" and left.get_xlabel() == "iterations"
+    assert left.get_ylim() == right.get_ylim()
+    labels = left.get_legend_handles_labels()[1]
+    assert labels == ["plain-8", "plain-20", "plain-32"]
+    assert right.get_legend_handles_labels()[1] == ["resnet-8", "resnet-20", "resnet-32"]
+    # Dashed (training) and solid (test) line per depth, plus a seed band each.
+    assert sum(line.get_linestyle() == "--" for line in left.lines) == 3
+    assert len(left.collections) == 6
+    fig1 = plots.fig1(metrics)
+    assert [ax.get_title() for ax in fig1.axes] == ["training error", "test error"]
+    assert fig1.axes[0].get_legend_handles_labels()[1] == ["8-layer", "32-layer"]
+    plots.save(fig, tmp_path / "fig6.png")
+    assert (tmp_path / "fig6.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_smoothing_is_a_running_mean_per_run():
+    metrics = pd.DataFrame(
+        {"run": ["a"] * 4 + ["b"] * 4, "step": [0, 1, 2, 3] * 2, "train_error": [1, 0, 1, 0] * 2}
+    )
+    smoothed = plots.smooth_train_error(metrics, fraction=0.5)
+    assert smoothed["train_smooth"].tolist() == [1, 0.5, 0.5, 0.5] * 2
+
+
+def test_write_analysis_writes_everything(tmp_path):
+    runs, metrics = collect(degraded_sweep(tmp_path / "sweep"))
+    written = write_analysis(runs, metrics, tmp_path / "out", command="python x")
+    for name in ("fig6.png", "fig1.png", "table.csv", "table.md", "report.md"):
+        assert (tmp_path / "out" / name).is_file()
+    report = written["report"].read_text()
+    assert "Made by `python x`" in report and "![Fig. 6 style" in report
+    assert "Total training wall time: 360 s over 12 runs." in report
+    assert pd.read_csv(tmp_path / "out" / "table.csv")["net"].tolist() == [
+        "plain-8",
+        "plain-20",
+        "plain-32",
+        "resnet-8",
+        "resnet-20",
+        "resnet-32",
+    ]
+
+
+def test_analysis_says_what_it_skipped(tmp_path):
+    make_run(tmp_path, "resnet", 8, 0.1)
+    runs, metrics = collect(tmp_path)
+    report = write_analysis(runs, metrics, tmp_path)["report"].read_text()
+    assert "fig1.png skipped: Fig. 1 needs plain runs of at least two depths" in report
+    assert "Degradation: not measurable" in report
+
+
+def test_analyze_cli_errors_and_success(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    analyze = [sys.executable, str(ROOT / "experiments" / "analyze.py")]
+    result = subprocess.run([*analyze, str(empty)], capture_output=True, text=True)
+    assert result.returncode == 2 and "no runs found" in result.stderr
+    result = subprocess.run([*analyze, str(tmp_path / "missing")], capture_output=True, text=True)
+    assert result.returncode == 2 and "is not a directory" in result.stderr
+    degraded_sweep(tmp_path / "sweep", seeds=(0,))
+    result = subprocess.run(
+        [*analyze, str(tmp_path / "sweep"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"report: {tmp_path / 'out' / 'report.md'}" in result.stdout
+
+
+def test_tiny_sweep_through_the_entry_point_then_analysis(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_train(
+        "-m",
+        *TINY,
+        "model=plain,resnet",
+        "model.depth=8,14",
+        "trainer.max_steps=30",
+        "eval_every=15",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
+    assert sorted(s["model"] for s in summaries) == ["plain-14", "plain-8", "resnet-14", "resnet-8"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "analyze.py"), str(sweep)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    report = (sweep / "report.md").read_text()
+    assert "## Verdict" in report and "**Degradation:" in report
+    table = pd.read_csv(sweep / "table.csv")
+    assert sorted(table["net"]) == ["plain-14", "plain-8", "resnet-14", "resnet-8"]
+    assert (sweep / "fig6.png").is_file() and (sweep / "fig1.png").is_file()
