@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run a command and record it beside its outputs: OUT_DIR/COMMAND.md gets the command, the git
+# commit it ran from, the machine, and the measured wall time.
+#   bash experiments/record.sh results/quick ".venv/bin/python experiments/train.py ..."
+set -euo pipefail
+[ $# -eq 2 ] || { echo "usage: $0 OUT_DIR 'COMMAND'" >&2; exit 2; }
+out=$1 command=$2
+cd "$(dirname "$0")/.."
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -z "$(git status --porcelain -- src conf experiments 2>/dev/null)" ] || commit="$commit (dirty)"
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+t0=$(date +%s)
+bash -c "$command"
+wall=$(( $(date +%s) - t0 ))
+cpu=$(grep -m1 "model name" /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //' || echo unknown)
+mkdir -p "$out"
+cat > "$out/COMMAND.md" <<MD
+# How this folder was made
+
+\`\`\`bash
+$command
+\`\`\`
+
+- commit: $commit
+- started: $started
+- wall time: ${wall} s ($(( wall / 60 )) min $(( wall % 60 )) s), the command above from start to end
+- machine: $(nproc) CPU cores ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB memory, no GPU used
+- versions: $(.venv/bin/python -c 'import torch, lightning, hydra; print(f"python {__import__("sys").version.split()[0]}, torch {torch.__version__}, lightning {lightning.__version__}, hydra {hydra.__version__}")')
+MD
+echo "recorded: $out/COMMAND.md" >&2
