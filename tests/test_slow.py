@@ -1,13 +1,17 @@
 """Longer runs on real data (``pytest -m slow``)."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import run_train
+from conftest import ROOT, run_train
 from degradation.data import FASHION_MNIST_SYSTEM_DIR
+from degradation.report import verdicts
+from degradation.results import collect
 
 pytestmark = pytest.mark.slow
 
@@ -35,3 +39,17 @@ def test_plain20_learns_real_fashion_mnist_in_300_iterations(tmp_path):
     assert summary["final_test_error"] < 0.5
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert metrics.dropna(subset=["test_error"])["step"].tolist() == [100, 200, 300]
+
+
+@pytest.mark.skipif(NO_DEBIAN_DATA, reason="Debian's dataset-fashion-mnist not installed")
+def test_quick_preset_shows_degradation_and_the_residual_fix(tmp_path):
+    sweep = tmp_path / "quick"
+    result = run_train("experiment=quick", f"hydra.sweep.dir={sweep}", timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs, _ = collect(sweep)
+    assert (runs["status"] == "finished").all() and len(runs) == 6
+    (verdict,) = verdicts(runs)
+    assert verdict.degradation and verdict.residual_fix
+    analyze = [sys.executable, str(ROOT / "experiments" / "analyze.py"), str(sweep)]
+    assert subprocess.run(analyze, capture_output=True).returncode == 0
+    assert "reproduces the paper's result" in (sweep / "report.md").read_text()

@@ -22,11 +22,13 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
+from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from degradation.models import count_parameters, family
+from degradation.module import DegradationModule
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -162,10 +164,6 @@ def check_config(cfg: DictConfig) -> None:
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train the configured net into ``run_dir``; return its summary."""
-    from hydra.utils import instantiate
-
-    from degradation.module import DegradationModule
-
     check_config(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
