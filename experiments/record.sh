@@ -13,6 +13,17 @@ t0=$(date +%s)
 bash -c "$command"
 wall=$(( $(date +%s) - t0 ))
 cpu=$(grep -m1 "model name" /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //' || echo unknown)
+versions=$(.venv/bin/python - <<'PY'
+import platform
+
+import hydra
+import lightning
+import torch
+
+print(f"python {platform.python_version()}, torch {torch.__version__}, "
+      f"lightning {lightning.__version__}, hydra {hydra.__version__}")
+PY
+)
 mkdir -p "$out"
 cat > "$out/COMMAND.md" <<MD
 # How this folder was made
@@ -25,6 +36,6 @@ $command
 - started: $started
 - wall time: ${wall} s ($(( wall / 60 )) min $(( wall % 60 )) s), the command above from start to end
 - machine: $(nproc) CPU cores ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB memory, no GPU used
-- versions: $(.venv/bin/python -c 'import torch, lightning, hydra; print(f"python {__import__("sys").version.split()[0]}, torch {torch.__version__}, lightning {lightning.__version__}, hydra {hydra.__version__}")')
+- versions: $versions
 MD
 echo "recorded: $out/COMMAND.md" >&2

@@ -149,3 +149,21 @@ def test_fig1_and_quick_presets():
     assert quick.hydra.launcher.n_jobs == 2 and quick.threads == 1
     assert quick.hydra.sweeper.params.model == "plain,resnet"
     assert quick.model.width == 8 and quick.trainer.max_steps == 600
+
+
+def test_evaluation_does_not_change_training(tmp_path):
+    """Evaluating more or less often must leave the training trajectory untouched."""
+    losses = []
+    for every in (7, 10):
+        run_dir = tmp_path / f"every{every}"
+        result = run_train(
+            *TINY,
+            "trainer.max_steps=25",
+            f"eval_every={every}",
+            "threads=1",
+            f"hydra.run.dir={run_dir}",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        metrics = pd.read_csv(run_dir / "metrics.csv").dropna(subset=["train_loss"])
+        losses.append(metrics["train_loss"].tolist())
+    assert losses[0] == losses[1]

@@ -190,7 +190,10 @@ class ImageDataModule(L.LightningDataModule):
 
     def _eval_loader(self, dataset: TensorDataset) -> DataLoader:
         sampler = BatchSampler(range(len(dataset)), self.eval_batch_size, drop_last=False)
-        return DataLoader(dataset, sampler=sampler, batch_size=None)
+        # Each new DataLoader iterator draws a seed from its generator; with the global one,
+        # every evaluation would shift the random crops and flips of the training that follows.
+        generator = torch.Generator().manual_seed(0)
+        return DataLoader(dataset, sampler=sampler, batch_size=None, generator=generator)
 
     def val_dataloader(self) -> list[DataLoader]:
         """The periodic evaluation sets: the test set, then the validation split if any."""
