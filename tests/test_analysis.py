@@ -1,6 +1,7 @@
 """Collection, verdict, figures, tables and report on small synthetic sweeps."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -29,14 +30,15 @@ def make_run(
     width=8,
     eval_every=50,
     write_summary_file=True,
+    shortcut="A",
 ):
     """A run directory in the suite's real format whose training error ends near ``final``."""
-    name = f"{family}{depth}-{data}-seed{seed}"
-    run_dir = root / name
     residual = family == "resnet"
+    name = f"{family}{depth}{shortcut if residual else ''}-{data}-seed{seed}"
+    run_dir = root / name
     model = {"depth": depth, "residual": residual, "width": width}
     if residual:
-        model["shortcut"] = "A"
+        model["shortcut"] = shortcut
     target = {"fashion_mnist": "FashionMNISTDataModule", "cifar10": "CIFAR10DataModule"}[data]
     cfg = {
         "model": model,
@@ -62,7 +64,7 @@ def make_run(
             "family": family,
             "depth": depth,
             "width": width,
-            "shortcut": "A" if residual else None,
+            "shortcut": shortcut if residual else None,
             "data": data,
             "seed": seed,
             "params": 1000 * depth,
@@ -155,7 +157,7 @@ def test_failed_runs_stay_out_of_the_verdict_but_in_the_report(tmp_path):
     assert verdict.plain.depths == [8, 20, 32]
     written = write_analysis(runs, metrics, tmp_path / "out")
     report = written["report"].read_text()
-    assert "plain44-fashion_mnist-seed0 | failed" in report.replace("  ", " ").replace("  ", " ")
+    assert re.search(r"plain44-fashion_mnist-seed0\s*\|\s*failed", report)
 
 
 def test_table_has_mean_std_over_seeds_and_paper_numbers(tmp_path):
@@ -266,3 +268,8 @@ def test_tiny_sweep_through_the_entry_point_then_analysis(tmp_path):
     table = pd.read_csv(sweep / "table.csv")
     assert sorted(table["net"]) == ["plain-14", "plain-8", "resnet-14", "resnet-8"]
     assert (sweep / "fig6.png").is_file() and (sweep / "fig1.png").is_file()
+    # The runs kept checkpoints and logged gradients, so the diagnostics are there too.
+    for name in ("fig7.png", "grad_profiles.png", "grad_ratios.png", "responses.csv"):
+        assert (sweep / name).is_file(), name
+    assert len(list(sweep.glob("*/responses.csv"))) == 4
+    assert "### Layer responses (Fig. 7 style)" in report and "### Gradient norms" in report

@@ -167,3 +167,13 @@ def test_evaluation_does_not_change_training(tmp_path):
         metrics = pd.read_csv(run_dir / "metrics.csv").dropna(subset=["train_loss"])
         losses.append(metrics["train_loss"].tolist())
     assert losses[0] == losses[1]
+
+
+def test_shortcut_presets_and_model_options():
+    assert compose_train("model=resnet_b").model.shortcut == "B"
+    assert compose_train("model=resnet_c").model.shortcut == "C"
+    quick = compose_train("experiment=shortcuts_quick")
+    assert quick.hydra.sweeper.params.model == "resnet_c,resnet_b,resnet,plain"
+    assert quick.model.depth == 20 and quick.threads == 1
+    full = compose_train("experiment=shortcuts_cifar10")
+    assert full.data._target_.endswith("CIFAR10DataModule") and full.model.depth == 32

@@ -7,7 +7,9 @@ import time
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
+from torch import nn
 
 log = logging.getLogger("degradation")
 
@@ -74,3 +76,33 @@ def _net_name(pl_module: L.LightningModule) -> str:
     if net is None or not hasattr(net, "depth"):
         return type(pl_module).__name__
     return f"{'resnet' if net.residual else 'plain'}-{net.depth}"
+
+
+class GradientNorms(L.Callback):
+    """Log the L2 norm of the loss gradient w.r.t. each 3x3 conv's weights every ``every`` steps.
+
+    Logged as ``grad_conv1`` ... ``grad_convN`` (forward order) at the step of the update, before
+    the optimizer adds weight decay. Reads gradients only, so training is unchanged.
+    """
+
+    def __init__(self, every: int = 50) -> None:
+        if every < 1:
+            raise ValueError("every must be a positive number of iterations")
+        self.every = every
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer
+    ) -> None:
+        if trainer.global_step % self.every:
+            return
+        convs = [
+            m for m in pl_module.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)
+        ]
+        grads = [c.weight.grad for c in convs if c.weight.grad is not None]
+        if not grads:
+            return
+        norms = torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]).cpu()
+        # Straight to the loggers: self.log would repeat the values at every later step.
+        values = {f"grad_conv{i}": v for i, v in enumerate(norms.tolist(), start=1)}
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=trainer.global_step)

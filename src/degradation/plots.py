@@ -164,3 +164,100 @@ def fig1(metrics: pd.DataFrame) -> Figure:
 def save(fig: Figure, path) -> None:
     """Write a figure as PNG at a resolution readable in a README."""
     fig.savefig(path, dpi=130)
+
+
+def _net_style(nets) -> dict:
+    """Color by depth, line style by family: plain dashed with open markers, residual solid."""
+    depths = sorted({int(n.split("-")[1]) for n in nets})
+    colors = depth_colors(depths)
+    return {
+        n: {
+            "color": colors[int(n.split("-")[1])],
+            "linestyle": "--" if n.startswith("plain") else "-",
+            "marker": "o",
+            "markerfacecolor": "none" if n.startswith("plain") else None,
+            "markersize": 3,
+        }
+        for n in nets
+    }
+
+
+def fig7(responses: pd.DataFrame) -> Figure:
+    """Fig. 7 style: std of each 3x3 layer's response, in layer order (top) and sorted (bottom)."""
+    if responses.empty:
+        raise ValueError("no layer responses to plot")
+    means = responses.groupby(["net", "family", "depth", "layer"])["std"].mean().reset_index()
+    nets = sorted(means["net"].unique(), key=lambda n: (n.split("-")[0], int(n.split("-")[1])))
+    styles = _net_style(nets)
+    fig = Figure(figsize=(8.5, 6.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1)
+    for net in nets:
+        values = means[means["net"] == net].sort_values("layer")["std"].to_numpy()
+        x = range(1, len(values) + 1)
+        top.plot(x, values, label=net, **styles[net])
+        bottom.plot(x, sorted(values, reverse=True), label=net, **styles[net])
+    top.set(xlabel="layer index (original order)", ylabel="std of response")
+    bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std of response")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+    top.legend(fontsize=8, ncol=2)
+    fig.suptitle(
+        "Std of each 3x3 layer's response (after BN, before ReLU/addition), test set", fontsize=10
+    )
+    return fig
+
+
+def gradient_profiles(grads: pd.DataFrame, points: int = 3) -> Figure:
+    """Per-layer gradient norm of the shallowest and deepest plain and residual nets, at a few
+    points in training (log scale)."""
+    if grads.empty:
+        raise ValueError("no gradient norms were logged (callbacks.gradients)")
+    panels = []
+    for family in ("plain", "resnet"):
+        depths = sorted(grads.loc[grads["family"] == family, "depth"].unique())
+        panels += [(family, d) for d in dict.fromkeys([depths[0], depths[-1]])] if depths else []
+    fig = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    steps = sorted(grads["step"].unique())
+    chosen = [steps[round(i * (len(steps) - 1) / max(1, points - 1))] for i in range(points)]
+    from matplotlib import colormaps
+
+    cmap = colormaps["plasma"]
+    for ax, (family, depth) in zip(axes, panels, strict=True):
+        sub = grads[(grads["family"] == family) & (grads["depth"] == depth)]
+        for j, step in enumerate(dict.fromkeys(chosen)):
+            at = sub[sub["step"] == step].groupby("layer")["norm"].mean()
+            ax.plot(
+                at.index,
+                at.to_numpy(),
+                "o-",
+                markersize=3,
+                color=cmap(0.8 * j / max(1, points - 1)),
+                label=f"step {int(step)}",
+            )
+        ax.set_yscale("log")
+        ax.set(title=f"{family}-{int(depth)}", xlabel="conv layer (input to output)")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("gradient norm of layer weights")
+    fig.suptitle("Per-layer gradient norms during training", fontsize=10)
+    return fig
+
+
+def gradient_ratios(spread: pd.DataFrame) -> Figure:
+    """First-layer / last-layer gradient norm over training, one line per net (log scale)."""
+    if spread.empty:
+        raise ValueError("no gradient norms were logged (callbacks.gradients)")
+    nets = sorted(spread["net"].unique(), key=lambda n: (n.split("-")[0], int(n.split("-")[1])))
+    styles = _net_style(nets)
+    fig = Figure(figsize=(6.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for net in nets:
+        sub = spread[spread["net"] == net].groupby("step")["first_over_last"].mean()
+        ax.plot(sub.index, sub.to_numpy(), label=net, **styles[net])
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="0.5", linewidth=0.8)
+    ax.set(xlabel="iterations", ylabel="first / last conv layer gradient norm")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=8, ncol=2)
+    return fig

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from degradation import plots
+from degradation import diagnostics, plots
 from degradation.results import setting_table
 
 # Table 6 of the paper: CIFAR-10 test error (%) of ResNets (option A, width 16), with augmentation.
 PAPER_TABLE6 = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 # Differences smaller than this (in error fraction) count as "no change".
 MARGIN = 0.01
+# A per-layer gradient norm below this fraction of the largest counts as vanished.
+VANISH_RATIO = 1e-3
 # Columns that must agree for runs to be compared in one verdict.
 GROUP_COLUMNS = ["data", "width", "max_steps"]
 
@@ -244,6 +246,144 @@ def runs_overview(runs: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
+def _median_by_net(responses: pd.DataFrame) -> pd.Series:
+    return responses.groupby("net")["std"].median()
+
+
+def responses_text(responses: pd.DataFrame) -> str:
+    """Median layer response per net, and deepest residual vs deepest plain."""
+    medians = _median_by_net(responses)
+    order = sorted(medians.index, key=lambda n: (n.split("-")[0], int(n.split("-")[1])))
+    listed = ", ".join(f"{n} {medians[n]:.3f}" for n in order)
+    text = f"Median std of the 3x3 layers' responses: {listed}."
+    deepest = {}
+    for family in ("plain", "resnet"):
+        nets = [n for n in order if n.startswith(family + "-")]
+        if nets:
+            deepest[family] = nets[-1]
+    if len(deepest) == 2:
+        p, r = deepest["plain"], deepest["resnet"]
+        ratio = medians[r] / medians[p]
+        text += (
+            f" The deepest residual net's median response is {ratio:.2f} times that of the "
+            f"deepest plain net ({r} {medians[r]:.3f} vs {p} {medians[p]:.3f}): "
+            + (
+                "residual responses are smaller, as in the paper's Fig. 7."
+                if ratio < 1
+                else "residual responses are not smaller, unlike the paper's Fig. 7."
+            )
+        )
+    return text
+
+
+def gradients_text(spread: pd.DataFrame) -> str:
+    """Smallest/largest per-layer gradient norm per net; does the deepest plain net's vanish?"""
+    lines = []
+    for net, group in sorted(
+        spread.groupby("net"), key=lambda kv: (kv[0].split("-")[0], int(kv[0].split("-")[1]))
+    ):
+        ratio = group["min_over_max"]
+        lines.append(
+            f"{net}: smallest/largest per-layer gradient norm, median over logged steps "
+            f"{ratio.median():.3g} (lowest {ratio.min():.3g}); first/last layer median "
+            f"{group['first_over_last'].median():.3g}"
+        )
+    plain = spread[spread["family"] == "plain"]
+    verdict = ""
+    if len(plain):
+        deepest = plain[plain["depth"] == plain["depth"].max()]
+        low = deepest["min_over_max"].min()
+        name = deepest["net"].iloc[0]
+        vanish = low < VANISH_RATIO
+        verdict = (
+            f"**Vanishing gradients in {name}: {'yes' if vanish else 'no'}.** Over all logged "
+            f"steps, its smallest per-layer gradient norm is at least {low:.3g} times its "
+            f"largest (a layer counts as vanished below {VANISH_RATIO:g} times the largest)."
+        )
+    return verdict + "\n\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def shortcut_table(runs: pd.DataFrame) -> pd.DataFrame | None:
+    """Table 3 style: plain vs shortcut options A/B/C at each depth (None if < 2 options)."""
+    table = setting_table(runs)
+    if table.empty or "shortcut" not in table:
+        return None
+    options = set(table.loc[table["family"] == "resnet", "shortcut"]) - {"-"}
+    if len(options) < 2:
+        return None
+    rows = []
+    for _, row in table.sort_values(["depth", "family", "shortcut"]).iterrows():
+        residual = row["family"] == "resnet"
+        rows.append(
+            {
+                "net": f"{row['family']}-{int(row['depth'])}",
+                "shortcut": row["shortcut"] if residual else "none (plain)",
+                "seeds": int(row["seeds"]),
+                "params": int(row["params"]) if not pd.isna(row["params"]) else None,
+                "train error (%)": _mean_std(row, "final_train_error"),
+                "test error (%)": _mean_std(row, "final_test_error"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def diagnostics_section(
+    runs: pd.DataFrame, metrics: pd.DataFrame, out_dir: Path, written: dict, notes: list[str]
+) -> list[str]:
+    """Report lines (and figures) on layer responses, gradient norms and shortcut options."""
+    lines = ["## Why: layer responses and gradient norms", ""]
+    responses, skipped = diagnostics.responses_table(runs)
+    notes += [f"layer responses of {msg}" for msg in skipped]
+    if responses.empty:
+        notes.append("fig7.png skipped: no finished run has a final checkpoint or responses.csv.")
+    else:
+        responses.to_csv(out_dir / "responses.csv", index=False)
+        plots.save(plots.fig7(responses), out_dir / "fig7.png")
+        written["fig7"] = out_dir / "fig7.png"
+        lines += [
+            "### Layer responses (Fig. 7 style)",
+            "",
+            responses_text(responses),
+            "",
+            "![Fig. 7 style: std of layer responses](fig7.png)",
+            "",
+        ]
+    grads = diagnostics.gradient_table(metrics) if len(metrics) else pd.DataFrame()
+    finished = set(runs.loc[runs["status"] == "finished", "run"])
+    without = sorted(finished - set(grads["run"])) if len(grads) else sorted(finished)
+    if without:
+        notes.append(
+            "gradient norms skipped for runs that did not log them: " + ", ".join(without) + "."
+        )
+    if len(grads):
+        spread = diagnostics.gradient_spread(grads)
+        spread.to_csv(out_dir / "gradients.csv", index=False)
+        plots.save(plots.gradient_profiles(grads), out_dir / "grad_profiles.png")
+        plots.save(plots.gradient_ratios(spread), out_dir / "grad_ratios.png")
+        written["grad_profiles"] = out_dir / "grad_profiles.png"
+        written["grad_ratios"] = out_dir / "grad_ratios.png"
+        lines += [
+            "### Gradient norms",
+            "",
+            gradients_text(spread),
+            "",
+            "![Per-layer gradient norms](grad_profiles.png)",
+            "",
+            "![First/last layer gradient norm ratio](grad_ratios.png)",
+            "",
+        ]
+    shortcuts = shortcut_table(runs)
+    if shortcuts is not None:
+        shortcuts.to_csv(out_dir / "shortcuts.csv", index=False)
+        lines += [
+            "### Shortcut options (Table 3 style)",
+            "",
+            shortcuts.to_markdown(index=False),
+            "",
+        ]
+    return lines if len(lines) > 2 else []
+
+
 def write_analysis(
     runs: pd.DataFrame, metrics: pd.DataFrame, out_dir: str | Path, command: str = ""
 ) -> dict[str, Path]:
@@ -297,6 +437,7 @@ def write_analysis(
         if name in written:
             lines += [f"![{caption}]({name}.png)", ""]
     lines += ["## Final errors (Table 6 style)", "", table.to_markdown(index=False), ""]
+    lines += diagnostics_section(runs, metrics, out_dir, written, notes)
     overview = runs_overview(runs)
     wall = pd.to_numeric(overview["wall time (s)"], errors="coerce")
     lines += [

@@ -1,0 +1,199 @@
+"""Why plain nets degrade: layer responses (the paper's Fig. 7) and gradient norms (Section 4.1).
+
+- Layer responses: the standard deviation of each 3x3 layer's output after its BN and before the
+  ReLU or the addition, over a whole evaluation set, computed from a trained run's checkpoint.
+- Gradient norms: the L2 norm of the loss gradient with respect to each conv layer's weights,
+  logged during training by :class:`degradation.callbacks.GradientNorms` as ``grad_conv{i}``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from degradation.models import Block, CifarNet
+
+GRAD_PREFIX = "grad_conv"
+RESPONSES_FILE = "responses.csv"
+
+
+def response_layers(net: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
+    """The BN after each 3x3 conv, in forward order: the stem, then bn1 and bn2 of each block."""
+    if not isinstance(net, CifarNet):
+        raise TypeError(f"layer responses are defined for CifarNet, not {type(net).__name__}")
+    layers = [("stem", net.stem[1])]
+    blocks = [(name, m) for name, m in net.named_modules() if isinstance(m, Block)]
+    for name, block in blocks:
+        layers += [(f"{name}.bn1", block.bn1), (f"{name}.bn2", block.bn2)]
+    return layers
+
+
+def conv_layers(net: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """The 3x3 convs in forward order (projection shortcuts excluded)."""
+    return [
+        (name, m)
+        for name, m in net.named_modules()
+        if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
+
+
+@torch.inference_mode()
+def layer_response_std(net: nn.Module, batches) -> np.ndarray:
+    """Std of each 3x3 layer's response (after BN, before ReLU/addition) over all ``batches``.
+
+    ``batches`` yields preprocessed input tensors. The std is over every value of the layer's
+    output (images, channels, positions), accumulated in float64.
+    """
+    layers = response_layers(net)
+    sums = torch.zeros(len(layers), 3, dtype=torch.float64)  # count, sum, sum of squares
+
+    def hook(index):
+        def record(_module, _inputs, output):
+            out = output.detach().double()
+            sums[index] += torch.stack(
+                [
+                    torch.tensor(out.numel(), dtype=torch.float64),
+                    out.sum().cpu(),
+                    out.pow(2).sum().cpu(),
+                ]
+            )
+
+        return record
+
+    handles = [bn.register_forward_hook(hook(i)) for i, (_, bn) in enumerate(layers)]
+    was_training = net.training
+    net.eval()
+    try:
+        for x in batches:
+            net(x)
+    finally:
+        for h in handles:
+            h.remove()
+        net.train(was_training)
+    count, total, squares = sums[:, 0], sums[:, 1], sums[:, 2]
+    if (count == 0).any():
+        raise ValueError("no batches were given")
+    mean = total / count
+    var = (squares / count - mean**2).clamp_min(0)
+    return var.sqrt().numpy()
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "final.ckpt"):
+    """Rebuild a run's net and data module from its config, with the checkpoint's weights."""
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoints" / checkpoint
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{run_dir.name}: no checkpoints/{checkpoint} and no {RESPONSES_FILE}"
+        )
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    datamodule = instantiate(cfg.data)
+    net = instantiate(
+        cfg.model, in_channels=datamodule.in_channels, num_classes=datamodule.num_classes
+    )
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    net.load_state_dict(
+        {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    )
+    return net, datamodule
+
+
+def run_responses(run_dir: str | Path, max_images: int | None = None) -> np.ndarray:
+    """Layer response stds of a finished run over its test set (or its first ``max_images``).
+
+    Computed once from ``checkpoints/final.ckpt`` and kept in the run's ``responses.csv``, so
+    the numbers stay with the run when its checkpoints are not kept.
+    """
+    run_dir = Path(run_dir)
+    cached = run_dir / RESPONSES_FILE
+    if cached.is_file():
+        return pd.read_csv(cached)["std"].to_numpy()
+    net, dm = load_run(run_dir)
+    dm.setup("test")
+    images = dm.eval_sets["test"].tensors[0]
+    if max_images:
+        images = images[:max_images]
+    batches = (dm.preprocess(images[i : i + 500], train=False) for i in range(0, len(images), 500))
+    stds = layer_response_std(net, batches)
+    names = [name for name, _ in response_layers(net)]
+    frame = pd.DataFrame({"layer": range(1, len(stds) + 1), "name": names, "std": stds})
+    frame.to_csv(cached, index=False)
+    return stds
+
+
+def responses_table(
+    runs: pd.DataFrame, max_images: int | None = None
+) -> tuple[pd.DataFrame, list[str]]:
+    """Layer responses of every finished run that has a final checkpoint.
+
+    Returns a tidy table (run, net, family, depth, seed, layer, std) and notes on skipped runs.
+    """
+    rows, skipped = [], []
+    for _, run in runs.iterrows():
+        if run["status"] != "finished":
+            continue
+        try:
+            stds = run_responses(run["path"], max_images=max_images)
+        except FileNotFoundError as err:
+            skipped.append(str(err))
+            continue
+        for i, value in enumerate(stds, start=1):
+            rows.append(
+                {
+                    "run": run["run"],
+                    "net": run["net"],
+                    "family": run["family"],
+                    "depth": run["depth"],
+                    "seed": run["seed"],
+                    "layer": i,
+                    "std": float(value),
+                }
+            )
+    return pd.DataFrame(rows), skipped
+
+
+def gradient_columns(metrics: pd.DataFrame) -> list[str]:
+    """The per-layer gradient-norm columns in layer order."""
+    cols = [c for c in metrics.columns if c.startswith(GRAD_PREFIX)]
+    return sorted(cols, key=lambda c: int(c[len(GRAD_PREFIX) :]))
+
+
+def gradient_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Tidy gradient norms: run, net, family, depth, seed, step, layer, norm."""
+    cols = gradient_columns(metrics)
+    if not cols:
+        return pd.DataFrame(
+            columns=["run", "net", "family", "depth", "seed", "step", "layer", "norm"]
+        )
+    logged = metrics.dropna(subset=cols, how="all")
+    tidy = logged.melt(
+        id_vars=["run", "net", "family", "depth", "seed", "step"],
+        value_vars=cols,
+        var_name="layer",
+        value_name="norm",
+    ).dropna(subset=["norm"])
+    tidy["layer"] = tidy["layer"].str[len(GRAD_PREFIX) :].astype(int)
+    return tidy.sort_values(["run", "step", "layer"], ignore_index=True)
+
+
+def gradient_spread(grads: pd.DataFrame) -> pd.DataFrame:
+    """Per run and logged step: smallest/largest per-layer norm and first/last layer ratio."""
+
+    def stats(group: pd.DataFrame) -> pd.Series:
+        norms = group.sort_values("layer")["norm"].to_numpy()
+        return pd.Series(
+            {
+                "min_over_max": norms.min() / norms.max() if norms.max() > 0 else math.nan,
+                "first_over_last": norms[0] / norms[-1] if norms[-1] > 0 else math.nan,
+            }
+        )
+
+    keys = ["run", "net", "family", "depth", "seed", "step"]
+    return grads.groupby(keys).apply(stats, include_groups=False).reset_index()
