@@ -38,6 +38,8 @@ def test_training_run_leaves_metrics_and_summary_and_learns(tmp_path):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "checkpoints" / "final.ckpt").is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file()
+    resolved = (run_dir / "config.yaml").read_text()
+    assert "${" not in resolved and f"dirpath: {run_dir}/checkpoints" in resolved
 
 
 def test_residual_run_and_default_run_dir_name(tmp_path):

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from degradation.models import Block, CifarNet
+from degradation.runs import CONFIG_FILE
 
 GRAD_PREFIX = "grad_conv"
 RESPONSES_FILE = "responses.csv"
@@ -93,7 +94,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "final.ckpt"):
         raise FileNotFoundError(
             f"{run_dir.name}: no checkpoints/{checkpoint} and no {RESPONSES_FILE}"
         )
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir.name}: no resolved {CONFIG_FILE} to rebuild it from")
+    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
     datamodule = instantiate(cfg.data)
     net = instantiate(
         cfg.model, in_channels=datamodule.in_channels, num_classes=datamodule.num_classes

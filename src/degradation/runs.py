@@ -1,7 +1,7 @@
 """One run's directory: its metrics file, its summary, and the training that fills them.
 
 A run directory holds
-- ``.hydra/``: the resolved configuration (written by Hydra);
+- ``config.yaml``: the resolved configuration (``.hydra/`` keeps Hydra's own record);
 - ``metrics.csv``: one row per logged step (``step``, ``train_error``, ``train_loss``, ``lr``,
   ``test_error``, ...);
 - ``checkpoints/``: ``last.ckpt`` (every ``checkpoint_every`` steps) and ``final.ckpt``;
@@ -32,6 +32,7 @@ from degradation.module import DegradationModule
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
 FIRST_COLUMNS = ["step", "train_error", "train_loss", "lr", "test_error", "test_loss"]
 # Final training error/loss: mean of the per-batch values over this last fraction of the steps.
 FINAL_TRAIN_WINDOW = 0.05
@@ -167,6 +168,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     check_config(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Hydra keeps .hydra/config.yaml with its interpolations; this copy is fully resolved, so the
+    # run can be rebuilt (e.g. from its checkpoint) without Hydra.
+    write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
