@@ -14,9 +14,11 @@ from degradation.data import (
     FASHION_MNIST_SYSTEM_DIR,
     CIFAR10DataModule,
     DataUnavailableError,
+    DeviceBatches,
     FashionMNISTDataModule,
     SyntheticDataModule,
     crop_flip,
+    draw_crop_flip,
     random_crop_flip,
     read_idx,
     write_idx,
@@ -62,8 +64,8 @@ def test_fashion_mnist_from_idx_files(tmp_path, gz):
     np.testing.assert_array_equal(y.numpy(), arrays["train-labels-idx1-ubyte"])
     assert dm.eval_sets["test"].tensors[0].shape == (20, 1, 28, 28)
     torch.testing.assert_close(dm.mean_image, x.float().mean(0) / 255)
-    xb, yb = next(iter(dm.train_dataloader()))
-    assert xb.shape == (16, 1, 28, 28) and yb.shape == (16,)
+    xb, yb, aug = next(iter(dm.train_dataloader()))
+    assert xb.shape == (16, 1, 28, 28) and yb.shape == (16,) and aug.shape == (16, 3)
     assert sum(len(b[1]) for b in dm.train_dataloader()) == 50
 
 
@@ -204,6 +206,74 @@ def test_preprocess_subtracts_mean_image_and_augments_only_in_training():
     torch.manual_seed(0)
     trained = dm.preprocess(x, train=True)
     assert trained.shape == evaluated.shape and not torch.equal(trained, evaluated)
+
+
+def test_batched_augmentation_equals_per_image_torchvision_on_the_same_draws():
+    """The training data path (device batches + preprocess) against torchvision, image by image."""
+    dm = SyntheticDataModule(num_train=40, num_test=8, batch_size=16, pad=4, shuffle_seed=5)
+    dm.setup()
+    checked = 0
+    for x, _y, aug in dm.train_dataloader():
+        out = dm.preprocess(x, train=True, aug=aug)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        for i in range(len(x)):
+            image = x[i].float() / 255 - dm.mean_image
+            ref = TF.crop(TF.pad(image, [4]), int(aug[i, 0]), int(aug[i, 1]), 32, 32)
+            if aug[i, 2]:
+                ref = TF.hflip(ref)
+            torch.testing.assert_close(out[i], ref, rtol=0, atol=0)
+            checked += 1
+    assert checked == 40
+
+
+def test_drawn_augmentation_has_the_papers_distribution():
+    aug = draw_crop_flip(90000, pad=4, flip=True, generator=torch.Generator().manual_seed(0))
+    for column in (0, 1):  # offsets 0..8, uniform: each about 1/9 of the draws
+        counts = torch.bincount(aug[:, column], minlength=9)
+        assert len(counts) == 9 and (counts - 10000).abs().max() < 500
+    assert abs(aug[:, 2].float().mean().item() - 0.5) < 0.01
+    assert (draw_crop_flip(100, pad=4, flip=False)[:, 2] == 0).all()
+
+
+def stream(loader: DeviceBatches, batches: int) -> list[torch.Tensor]:
+    out = []
+    while len(out) < batches:
+        for batch in loader:
+            out.append(torch.cat([batch[1][:, None], batch[2]], dim=1))
+            if len(out) == batches:
+                break
+    return out
+
+
+def test_device_batches_cover_each_epoch_and_depend_only_on_the_seed():
+    images, labels = torch.zeros(10, 1, 4, 4, dtype=torch.uint8), torch.arange(10)
+
+    def loader(seed):
+        return DeviceBatches(images, labels, 4, shuffle=True, seed=seed, augment=True)
+
+    assert len(loader(0)) == 3
+    first, second = stream(loader(0), 6)[:3], stream(loader(0), 6)[3:]
+    epochs = [torch.cat([b[:, 0] for b in part]) for part in (first, second)]
+    for epoch in epochs:
+        assert sorted(epoch.tolist()) == list(range(10))  # every image once per epoch
+    assert not torch.equal(epochs[0], epochs[1])  # a new order each epoch
+    same, other = stream(loader(0), 6), stream(loader(1), 6)
+    assert all(torch.equal(a, b) for a, b in zip(same, first + second, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(other, first + second, strict=True))
+
+
+@pytest.mark.parametrize("stop", [2, 3, 4])  # mid-epoch, at the epoch's end, in the next epoch
+def test_device_batches_resume_from_state_dict(stop):
+    images, labels = torch.zeros(10, 1, 4, 4, dtype=torch.uint8), torch.arange(10)
+    whole = stream(DeviceBatches(images, labels, 4, shuffle=True, seed=3, augment=True), 8)
+    interrupted = DeviceBatches(images, labels, 4, shuffle=True, seed=3, augment=True)
+    before = stream(interrupted, stop)
+    resumed = DeviceBatches(images, labels, 4, shuffle=True, seed=3, augment=True)
+    resumed.load_state_dict(interrupted.state_dict())
+    after = stream(resumed, 8 - stop)
+    assert all(torch.equal(a, b) for a, b in zip(before + after, whole, strict=True))
+    with pytest.raises(ValueError, match="shuffle seed"):
+        DeviceBatches(images, labels, 4, seed=4).load_state_dict(interrupted.state_dict())
 
 
 NO_DEBIAN_DATA = not Path(FASHION_MNIST_SYSTEM_DIR).is_dir()

@@ -57,3 +57,27 @@ def test_configure_optimizers_uses_the_recipe():
     opt = config["optimizer"]
     assert opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 1e-4
     assert config["lr_scheduler"]["interval"] == "step"
+
+
+def test_channels_last_computes_the_same_function_and_keeps_checkpoint_names():
+    torch.manual_seed(0)
+    plain = DegradationModule(cifar_net(8, residual=True, width=8), torch.optim.SGD).eval()
+    fast = DegradationModule(cifar_net(8, residual=True, width=8), torch.optim.SGD,
+                             channels_last=True).eval()  # fmt: skip
+    fast.load_state_dict(plain.state_dict())
+    assert set(fast.state_dict()) == set(plain.state_dict())
+    assert all(k.startswith("net.") for k in fast.state_dict())
+    assert fast.net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("amx, expected", [(True, "bf16-mixed"), (False, "32-true")])
+def test_auto_precision_on_cpu_uses_bf16_only_with_amx(monkeypatch, amx, expected):
+    from degradation.runs import auto_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert auto_precision("auto") == expected
+    assert auto_precision("cpu") == expected

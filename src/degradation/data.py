@@ -1,25 +1,29 @@
-"""Data sets as uint8 tensors in memory, with the paper's batch-level preprocessing.
+"""Data sets as uint8 tensors on the training device, with the paper's batch-level preprocessing.
 
-Every data module keeps its images as one ``uint8`` tensor of shape (N, C, H, W). Batches are
-moved to the training device as uint8 and only there turned into floats: the per-pixel mean image
-of the training set is subtracted (Section 4.2) and, for training batches, each image is padded
-by 4 pixels, randomly cropped back to its size and randomly flipped horizontally. All of it is
-batched tensor work; there is no per-image Python.
+Every data module keeps its images as one ``uint8`` tensor of shape (N, C, H, W) that is moved once
+to the training device. Batches are index selections from it (:class:`DeviceBatches`: no
+per-image Python, no worker processes) and only on the device turned into floats: the per-pixel
+mean image of the training set is subtracted (Section 4.2) and, for training batches, each image
+is padded by 4 pixels, cropped back to its size at a random offset and randomly flipped
+horizontally, all in one batched operation. The order of an epoch and its crop offsets and flips
+are drawn from a generator seeded by (shuffle seed, epoch), so a run's data stream is a function of
+its seed alone and can be resumed mid-epoch.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+from torch.utils.data import TensorDataset
 
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -48,16 +52,107 @@ def crop_flip(
     cols = torch.where(flip[:, None], cols.flip(1), cols)
     batch = torch.arange(n, device=x.device)[:, None, None]
     out = padded[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
-    return out.permute(0, 3, 1, 2).contiguous()
+    return out.permute(0, 3, 1, 2)  # (n, c, h, w) view of NHWC memory: channels-last layout
+
+
+def draw_crop_flip(
+    n: int, pad: int = 4, flip: bool = True, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw the paper's augmentation for ``n`` images: an (n, 3) int64 tensor of row offset, column
+    offset (each uniform in 0..2*pad) and flip (0 or 1, each with probability 1/2)."""
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
+    flips = torch.randint(0, 2, (n, 1), generator=generator) if flip else torch.zeros(n, 1)
+    return torch.cat([offsets, flips.long()], dim=1)
 
 
 def random_crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True) -> torch.Tensor:
     """The paper's augmentation on a whole batch: pad, random crop to size, random h-flip."""
-    n = x.shape[0]
-    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
-    flips = torch.rand(n, device=x.device) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
-    return crop_flip(x, dy, dx, flips.to(x.device), pad)
+    aug = draw_crop_flip(x.shape[0], pad, flip).to(x.device)
+    return crop_flip(x, aug[:, 0], aug[:, 1], aug[:, 2].bool(), pad)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for one epoch's shuffling and augmentation, distinct per (seed, epoch)."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch)]).generate_state(2)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+class DeviceBatches:
+    """Batches of a data set held as tensors on one device, selected by index.
+
+    Yields ``(images, labels)``, plus an (n, 3) tensor of crop offsets and flips per image when
+    ``augment`` (see :func:`draw_crop_flip`). Each pass over the data is one epoch; its order and
+    augmentation come from a generator seeded with :func:`epoch_seed` (seed, epoch). The position
+    within the epoch is saved and restored by Lightning (``state_dict``/``load_state_dict``), so a
+    run resumed from a mid-epoch checkpoint sees exactly the batches it would have seen.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        augment: bool = False,
+        pad: int = 4,
+        flip: bool = True,
+    ) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.shuffle, self.seed, self.augment, self.pad, self.flip = (
+            shuffle,
+            seed,
+            augment,
+            pad,
+            flip,
+        )
+        self.epoch = 0
+        self.position = 0  # batches of the current epoch already handed out
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The order of one epoch and its augmentation parameters (by position), on the device."""
+        n = len(self.images)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        aug = draw_crop_flip(n, self.pad, self.flip, generator) if self.augment else None
+        device = self.images.device
+        return order.to(device), (aug.to(device) if aug is not None else None)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        if self.position >= len(self):  # the last epoch was used up (Lightning stops at its length)
+            self.epoch, self.position = self.epoch + 1, 0
+        epoch, start = self.epoch, self.position
+        order, aug = self.plan(epoch)
+        for b in range(start, len(self)):
+            window = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            idx = order[window]
+            self.position = b + 1
+            if aug is None:
+                yield self.images[idx], self.labels[idx]
+            else:
+                yield self.images[idx], self.labels[idx], aug[window]
+        self.epoch, self.position = epoch + 1, 0
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the stream stands: the epoch and the number of its batches handed out."""
+        if self.position >= len(self):
+            return {"epoch": self.epoch + 1, "position": 0, "seed": self.seed}
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue the stream from a saved :meth:`state_dict`."""
+        if int(state.get("seed", self.seed)) != self.seed:
+            raise ValueError(
+                f"checkpoint's data stream has shuffle seed {state['seed']}, this run {self.seed}"
+            )
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,6 +238,7 @@ class ImageDataModule(L.LightningDataModule):
         pad: int = 4,
         flip: bool = True,
         split_seed: int = 0,
+        shuffle_seed: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -151,10 +247,12 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError("val_size must be >= 0")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.pad, self.flip, self.split_seed = val_size, pad, flip, split_seed
+        self.shuffle_seed = shuffle_seed
         self.train_set: TensorDataset | None = None
         self.eval_sets: dict[str, TensorDataset] = {}
         self.mean_image: torch.Tensor | None = None
         self._mean_on: dict[torch.device, torch.Tensor] = {}
+        self._on_device: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return train images, train labels, test images, test labels."""
@@ -183,28 +281,51 @@ class ImageDataModule(L.LightningDataModule):
         """Names of the evaluation sets, in the order of :meth:`val_dataloader`."""
         return list(self.eval_sets) or ["test"]
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled batches, drawn as whole index lists (no per-image collation)."""
-        sampler = BatchSampler(RandomSampler(self.train_set), self.batch_size, drop_last=False)
-        return DataLoader(self.train_set, sampler=sampler, batch_size=None)
+    @property
+    def device(self) -> torch.device:
+        """The training device (the CPU outside a Trainer)."""
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
-    def _eval_loader(self, dataset: TensorDataset) -> DataLoader:
-        sampler = BatchSampler(range(len(dataset)), self.eval_batch_size, drop_last=False)
-        # Each new DataLoader iterator draws a seed from its generator; with the global one,
-        # every evaluation would shift the random crops and flips of the training that follows.
-        generator = torch.Generator().manual_seed(0)
-        return DataLoader(dataset, sampler=sampler, batch_size=None, generator=generator)
+    def tensors_on_device(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of the ``train`` set or an evaluation set, moved once to the device."""
+        if self.train_set is None:
+            raise RuntimeError("call setup() before asking for data loaders")
+        key = (name, self.device)
+        if key not in self._on_device:
+            dataset = self.train_set if name == "train" else self.eval_sets[name]
+            self._on_device[key] = tuple(t.to(self.device) for t in dataset.tensors)
+        return self._on_device[key]
 
-    def val_dataloader(self) -> list[DataLoader]:
+    def train_dataloader(self) -> DeviceBatches:
+        """Shuffled, augmented batches of the training set, straight from device memory."""
+        x, y = self.tensors_on_device("train")
+        augment = self.pad > 0 or self.flip
+        return DeviceBatches(
+            x, y, self.batch_size, shuffle=True, seed=self.shuffle_seed, augment=augment,
+            pad=max(self.pad, 0), flip=self.flip,
+        )  # fmt: skip
+
+    def _eval_loader(self, name: str) -> DeviceBatches:
+        x, y = self.tensors_on_device(name)
+        return DeviceBatches(x, y, self.eval_batch_size)
+
+    def val_dataloader(self) -> list[DeviceBatches]:
         """The periodic evaluation sets: the test set, then the validation split if any."""
-        return [self._eval_loader(d) for d in self.eval_sets.values()]
+        return [self._eval_loader(name) for name in self.eval_sets]
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DeviceBatches:
         """The untouched test set."""
-        return self._eval_loader(self.eval_sets["test"])
+        return self._eval_loader("test")
 
-    def preprocess(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        """uint8 batch -> float batch minus the mean image; crop and flip when ``train``."""
+    def preprocess(
+        self, x: torch.Tensor, train: bool, aug: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """uint8 batch -> float batch minus the mean image; crop and flip when ``train``.
+
+        ``aug`` holds each image's crop offsets and flip (:func:`draw_crop_flip`); without it they
+        are drawn from the global generator. Augmented batches come out in channels-last layout.
+        """
         if self.mean_image is None:
             raise RuntimeError("call setup() before preprocess()")
         mean = self._mean_on.get(x.device)
@@ -212,14 +333,16 @@ class ImageDataModule(L.LightningDataModule):
             mean = self._mean_on[x.device] = self.mean_image.to(x.device)
         x = x.float().div_(255.0).sub_(mean)
         if train and self.pad >= 0 and (self.pad or self.flip):
-            x = random_crop_flip(x, self.pad, self.flip)
+            if aug is None:
+                aug = draw_crop_flip(len(x), self.pad, self.flip).to(x.device)
+            x = crop_flip(x, aug[:, 0], aug[:, 1], aug[:, 2].bool(), self.pad)
         return x
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """Lightning hook: preprocess each batch once it is on the training device."""
-        x, y = batch
+        """Lightning hook: preprocess each batch on the training device."""
+        x, y, *aug = batch
         training = self.trainer is not None and self.trainer.training
-        return self.preprocess(x, train=training), y
+        return self.preprocess(x, train=training, aug=aug[0] if aug else None), y
 
 
 class SyntheticDataModule(ImageDataModule):

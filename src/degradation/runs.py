@@ -15,7 +15,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,34 +164,78 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Train the configured net into ``run_dir``; return its summary."""
-    check_config(cfg)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # Hydra keeps .hydra/config.yaml with its interpolations; this copy is fully resolved, so the
-    # run can be rebuilt (e.g. from its checkpoint) without Hydra.
-    write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+def auto_precision(accelerator: str = "auto") -> str:
+    """`bf16-mixed` where bf16 runs fast (a CUDA GPU with bf16, a CPU with AMX), else `32-true`."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    if accelerator in ("auto", "cpu"):
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        if amx is not None and amx():
+            return "bf16-mixed"
+    return "32-true"
+
+
+def apply_speed_settings(cfg: DictConfig) -> None:
+    """Settle ``trainer.precision: auto`` and set the process-wide speed switches."""
+    if str(cfg.trainer.get("precision", "32-true")) == "auto":
+        OmegaConf.update(cfg, "trainer.precision", auto_precision(str(cfg.trainer.accelerator)))
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 for what runs in fp32
 
+
+@dataclass
+class Setup:
+    """Everything one training is made of, built from its configuration."""
+
+    datamodule: L.LightningDataModule
+    net: torch.nn.Module
+    module: DegradationModule
+    trainer: L.Trainer
+    metrics_logger: MetricsLogger
+
+
+def build(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[Any] = ()) -> Setup:
+    """Instantiate data, net, LightningModule and Trainer from a (checked) configuration."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     net = instantiate(
         cfg.model, in_channels=datamodule.in_channels, num_classes=datamodule.num_classes
     )
+    speed = cfg.get("speed") or {}
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    module = DegradationModule(net, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
-
+    module = DegradationModule(
+        net,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        channels_last=bool(speed.get("channels_last", False)),
+        compile=bool(speed.get("compile", False)),
+    )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     metrics_logger = next((lg for lg in loggers if isinstance(lg, MetricsLogger)), None)
     if metrics_logger is None:
         metrics_logger = MetricsLogger(run_dir)
         loggers.insert(0, metrics_logger)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer = instantiate(cfg.trainer, callbacks=[*callbacks, *extra_callbacks], logger=loggers)
+    return Setup(datamodule, net, module, trainer, metrics_logger)
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train the configured net into ``run_dir``; return its summary."""
+    check_config(cfg)
+    apply_speed_settings(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Hydra keeps .hydra/config.yaml with its interpolations; this copy is fully resolved, so the
+    # run can be rebuilt (e.g. from its checkpoint) without Hydra.
+    write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    setup = build(cfg, run_dir)
+    datamodule, net, module = setup.datamodule, setup.net, setup.module
+    trainer, metrics_logger = setup.trainer, setup.metrics_logger
 
     residual = bool(getattr(net, "residual", False))
     summary: dict[str, Any] = {
@@ -205,6 +250,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "params": count_parameters(net),
         "max_steps": int(cfg.trainer.max_steps),
         "batch_size": int(datamodule.batch_size),
+        "precision": str(cfg.trainer.precision),
         "status": "running",
         "started_at": _now(),
     }
