@@ -67,7 +67,8 @@ def test_channels_last_computes_the_same_function_and_keeps_checkpoint_names():
     fast.load_state_dict(plain.state_dict())
     assert set(fast.state_dict()) == set(plain.state_dict())
     assert all(k.startswith("net.") for k in fast.state_dict())
-    assert fast.net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    conv = next(m for m in fast.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-5)
