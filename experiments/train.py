@@ -5,7 +5,6 @@ python experiments/train.py model=resnet model.depth=56 data=cifar10 trainer.max
 
 import logging
 import sys
-import warnings
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -13,20 +12,10 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from degradation.data import DataUnavailableError
-from degradation.runs import register_resolvers, train
+from degradation.runs import quiet_lightning, register_resolvers, train
 
 log = logging.getLogger("train")
 register_resolvers()
-
-
-def quiet_lightning() -> None:
-    """Drop noise that users can do nothing about (runs in each job, also in worker processes)."""
-    # Lightning's use of a torch API that torch has deprecated.
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    # Lightning's advertisements for its cloud products.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: "Tip:" not in record.getMessage()
-    )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,6 +287,16 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     )
     write_summary(run_dir, summary)
     return summary
+
+
+def quiet_lightning() -> None:
+    """Drop noise that users can do nothing about (call in every process that trains)."""
+    # Lightning's use of a torch API that torch has deprecated.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # Lightning's advertisements for its cloud products.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "Tip:" not in record.getMessage()
+    )
 
 
 def run_name(model: Mapping[str, Any], data: str, seed: int) -> str:
