@@ -52,7 +52,7 @@ def test_residual_run_and_default_run_dir_name(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = tmp_path / "outputs" / "runs" / "resnet8-B-w8-synthetic-seed0"
+    (run_dir,) = (tmp_path / "outputs" / "runs").glob("resnet8-B-w8-synthetic-seed0-*")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["family"] == "resnet" and summary["shortcut"] == "B"
 
@@ -67,7 +67,7 @@ def test_multirun_sweep_puts_each_run_in_its_own_dir(tmp_path):
         f"hydra.sweep.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    names = sorted(p.parent.name for p in tmp_path.glob("*/summary.json"))
+    names = sorted(p.parent.name.rsplit("-", 1)[0] for p in tmp_path.glob("*/summary.json"))
     assert names == ["plain8-w8-synthetic-seed0", "resnet8-w8-synthetic-seed0"]
 
 
@@ -76,6 +76,7 @@ def test_multirun_sweep_puts_each_run_in_its_own_dir(tmp_path):
     [
         ("model.depth=21", "depth must be 6n+2"),
         ("trainer.max_steps=0", "trainer.max_steps must be a positive"),
+        ("trainer.max_steps=-3", "trainer.max_steps must be a positive"),
         ("eval_every=-5", "eval_every must be a positive"),
     ],
 )
@@ -87,7 +88,7 @@ def test_bad_values_fail_with_one_clear_message(tmp_path, override, message):
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
-@pytest.mark.parametrize("override", ["model=nonsense", "data=imagenet42"])
+@pytest.mark.parametrize("override", ["model=nonsense", "data=imagenet42", "experiment=nope"])
 def test_unknown_names_list_the_available_ones(tmp_path, override):
     result = run_train(*TINY[1:], override, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode != 0
@@ -179,3 +180,20 @@ def test_shortcut_presets_and_model_options():
     assert quick.model.depth == 20 and quick.threads == 1
     full = compose_train("experiment=shortcuts_cifar10")
     assert full.data._target_.endswith("CIFAR10DataModule") and full.model.depth == 32
+
+
+def test_corrupt_data_files_fail_with_a_clear_message(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):  # fmt: skip
+        (data / name).write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 7)  # header cut short
+    result = run_train(
+        "data=fashion_mnist", "data.search_dirs=[]", "data.download=false", f"data_dir={data}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "truncated" in result.stderr or "corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+    summary = tmp_path / "run" / "summary.json"
+    assert not summary.exists() or json.loads(summary.read_text())["status"] != "finished"

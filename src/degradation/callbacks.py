@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -106,3 +107,27 @@ class GradientNorms(L.Callback):
         values = {f"grad_conv{i}": v for i, v in enumerate(norms.tolist(), start=1)}
         for logger in trainer.loggers:
             logger.log_metrics(values, step=trainer.global_step)
+
+
+class LastCheckpoint(L.Callback):
+    """Write ``<dirpath>/last.ckpt`` after every evaluation during training.
+
+    The file is replaced atomically (Lightning writes checkpoints to a temporary file and moves
+    it), so a run killed at any moment leaves either the previous or the new checkpoint. It holds
+    the weights, optimizer, schedule, loop counters and the position of the data stream: a run
+    resumed from it continues exactly where it was.
+    """
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+
+    @property
+    def path(self) -> Path:
+        """Where the checkpoint goes."""
+        return self.dirpath / "last.ckpt"
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn != "fit" or trainer.sanity_checking:
+            return
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(self.path)

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from degradation.rundirs import family  # noqa: F401 - part of this module's vocabulary
+
 SHORTCUTS = ("A", "B", "C")
 
 
@@ -165,8 +167,3 @@ def cifar_net(
 def count_parameters(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
-
-
-def family(residual: bool) -> str:
-    """The family name used in run names and tables: 'resnet' or 'plain'."""
-    return "resnet" if residual else "plain"

@@ -9,6 +9,8 @@ Logged against the global step (the number of optimizer updates done so far):
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Sequence
 
 import lightning as L
@@ -44,6 +46,14 @@ def paper_schedule(
     return LambdaLR(optimizer, factor)
 
 
+class Diverged(RuntimeError):
+    """The training loss stopped being a finite number."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"loss became {loss} at step {step}")
+        self.step, self.loss = step, loss
+
+
 def error_rate(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Fraction of wrong top-1 predictions."""
     return (logits.argmax(dim=1) != targets).float().mean()
@@ -73,6 +83,8 @@ class DegradationModule(L.LightningModule):
         object.__setattr__(self, "_run_net", torch.compile(net) if compile else net)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self._wall_before = 0.0  # training time of earlier attempts, from the checkpoint
+        self._session_start: float | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -83,12 +95,43 @@ class DegradationModule(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise Diverged(self.global_step, loss_value)
         err = error_rate(logits.detach(), y)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        self.log("train_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
-        self.log("train_error", err, on_step=True, on_epoch=False, prog_bar=True)
-        self.log("lr", lr, on_step=True, on_epoch=False)
+        # Written to the loggers here, at the step this batch is learned at, so that the row is
+        # on record before any checkpoint taken after the update (Lightning logs step metrics
+        # only after the batch-end hooks, where checkpoints are saved).
+        row = {"train_loss": loss_value, "train_error": float(err), "lr": lr}
+        for logger in self.loggers:
+            logger.log_metrics(row, step=self.global_step)
+        self.log("train_loss", loss_value, on_step=True, prog_bar=True, logger=False)
+        self.log("train_error", row["train_error"], on_step=True, prog_bar=True, logger=False)
         return loss
+
+    def on_fit_start(self) -> None:
+        self._session_start = time.perf_counter()
+
+    def session_time(self) -> float:
+        """Seconds since this process started fitting."""
+        return 0.0 if self._session_start is None else time.perf_counter() - self._session_start
+
+    def wall_time(self) -> float:
+        """Seconds spent training this run, over all attempts (up to their last checkpoints)."""
+        return self._wall_before + self.session_time()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["wall_time_s"] = self.wall_time()
+        # Every row up to this step goes to disk before the checkpoint does: a run resumed from
+        # the checkpoint then continues its metrics file without a gap.
+        for logger in self.loggers:
+            flush = getattr(logger, "flush", None)
+            if callable(flush):
+                flush()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._wall_before = float(checkpoint.get("wall_time_s", 0.0))
 
     def _eval_name(self, dataloader_idx: int) -> str:
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -104,6 +104,7 @@ def verdicts(runs: pd.DataFrame, margin: float = MARGIN) -> list[Verdict]:
     Residual nets are compared with option-A shortcuts when several options are present.
     """
     table = setting_table(runs)
+    table = table[table["seeds"] > 0]  # settings with no finished run: in the table, not here
     if table.empty:
         return []
     resnets = table[table["family"] == "resnet"]
@@ -219,6 +220,7 @@ def results_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "train error, last 20% (%)": _mean_std(row, "late_train_error"),
                 "test error (%)": _mean_std(row, "final_test_error"),
                 "paper test error (%)": paper,
+                "not finished": row.get("not_finished") or "",
             }
         )
     return pd.DataFrame(rows)
@@ -241,9 +243,22 @@ def runs_overview(runs: pd.DataFrame) -> pd.DataFrame:
             "wall time (s)": runs.get("wall_time_s"),
             "train error (%)": (100 * runs["final_train_error"].astype(float)).round(2),
             "test error (%)": (100 * runs["final_test_error"].astype(float)).round(2),
+            "note": [_run_note(r) for _, r in runs.iterrows()],
         }
     )
     return view
+
+
+def _run_note(run: pd.Series) -> str:
+    """Why a run is not in the verdict: divergence step, error message, or incompleteness."""
+    status = run.get("status")
+    if status == "diverged":
+        return f"diverged at step {run.get('diverged_at_step')}: {run.get('error', '')}"
+    if status in ("failed", "interrupted"):
+        return str(run.get("error") or "")[:200]
+    if status == "incomplete":
+        return "no final summary (still running, or stopped; launch again to resume)"
+    return ""
 
 
 def _median_by_net(responses: pd.DataFrame) -> pd.Series:
@@ -306,6 +321,7 @@ def gradients_text(spread: pd.DataFrame) -> str:
 def shortcut_table(runs: pd.DataFrame) -> pd.DataFrame | None:
     """Table 3 style: plain vs shortcut options A/B/C at each depth (None if < 2 options)."""
     table = setting_table(runs)
+    table = table[table["seeds"] > 0]
     if table.empty or "shortcut" not in table:
         return None
     options = set(table.loc[table["family"] == "resnet", "shortcut"]) - {"-"}
@@ -417,7 +433,8 @@ def write_analysis(
     lines += [
         f"{len(runs)} runs: "
         + ", ".join(f"{n} {s}" for s, n in sorted(status_counts.items()))
-        + ". Only finished runs enter the verdict and the table.",
+        + ". Only finished runs enter the verdict and the error columns; the others are "
+        "counted in the table's 'not finished' column and explained under Runs.",
         "",
         "## Verdict",
         "",

@@ -144,14 +144,28 @@ def collect(*sweep_dirs: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def setting_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per network setting (family, depth, width, ...): mean and std over seeds of finished runs."""
-    done = runs[runs["status"] == "finished"].copy()
-    keys = [c for c in SETTING_COLUMNS if c in done and done[c].notna().any()]
-    done[keys] = done[keys].fillna("-")
+    """Per network setting (family, depth, width, ...): mean and std over seeds of finished runs,
+    and a ``not finished`` column naming the setting's other runs (e.g. ``1 diverged``)."""
+    runs = runs.copy()
+    keys = [c for c in SETTING_COLUMNS if c in runs and runs[c].notna().any()]
+    runs[keys] = runs[keys].astype(object).fillna("-")
+    done = runs[runs["status"] == "finished"]
     numbers = ["final_train_error", "late_train_error", "final_test_error"]
+    for name in numbers:
+        if name not in done:
+            done = done.assign(**{name: math.nan})
     grouped = done.groupby(keys, sort=True, dropna=False)
     table = grouped[numbers].agg(["mean", "std"])
     table.columns = [f"{name}_{stat}" for name, stat in table.columns]
-    table.insert(0, "seeds", grouped.size())
-    table.insert(1, "params", grouped["params"].first())
+    every = runs.groupby(keys, sort=True, dropna=False)
+    table = table.reindex(every.size().index)
+    table.insert(0, "seeds", grouped.size().reindex(table.index).fillna(0).astype(int))
+    params = every["params"].first() if "params" in runs else pd.Series(None, index=table.index)
+    table.insert(1, "params", params)
+
+    def others(statuses: pd.Series) -> str:
+        counts = statuses[statuses != "finished"].value_counts()
+        return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+    table["not_finished"] = every["status"].agg(others)
     return table.reset_index()

@@ -4,18 +4,22 @@ A run directory holds
 - ``config.yaml``: the resolved configuration (``.hydra/`` keeps Hydra's own record);
 - ``metrics.csv``: one row per logged step (``step``, ``train_error``, ``train_loss``, ``lr``,
   ``test_error``, ...);
-- ``checkpoints/``: ``last.ckpt`` (every ``checkpoint_every`` steps) and ``final.ckpt``;
-- ``summary.json``: what was trained, its final numbers, wall time and status.
+- ``checkpoints/``: ``last.ckpt`` (after every evaluation, written atomically) and
+  ``final.ckpt``;
+- ``summary.json``: what was trained, its status (running, finished, diverged, failed,
+  interrupted), its final numbers, wall time and provenance (code version, packages, device).
+
+Training again into a directory whose summary says ``finished`` or ``diverged`` does nothing; a
+run that was stopped resumes from ``last.ckpt`` and its ``metrics.csv`` continues where the
+checkpoint left it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 import os
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,34 +34,30 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from degradation.models import count_parameters, family
-from degradation.module import DegradationModule
+from degradation.models import check_depth, count_parameters
+from degradation.module import DegradationModule, Diverged
+from degradation.rundirs import (  # noqa: F401 - re-exported: the run directory's vocabulary
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    DONE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    family,
+    paper_warmup,
+    provenance,
+    read_summary,
+    register_resolvers,
+    run_dir_name,
+    run_name,
+    write_atomic,
+    write_summary,
+)
 
-METRICS_FILE = "metrics.csv"
-SUMMARY_FILE = "summary.json"
-CONFIG_FILE = "config.yaml"
+log = logging.getLogger(__name__)
 FIRST_COLUMNS = ["step", "train_error", "train_loss", "lr", "test_error", "test_loss"]
 # Final training error/loss: mean of the per-batch values over this last fraction of the steps.
 FINAL_TRAIN_WINDOW = 0.05
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> None:
-    """Write ``summary.json`` atomically."""
-    write_atomic(Path(run_dir) / SUMMARY_FILE, json.dumps(dict(summary), indent=2) + "\n")
-
-
-def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's summary, or None if it has none (yet)."""
-    path = Path(run_dir) / SUMMARY_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 class MetricsLogger(Logger):
@@ -77,6 +77,23 @@ class MetricsLogger(Logger):
     @property
     def name(self) -> str:
         return "metrics"
+
+    def resume(self, step: int) -> None:
+        """Continue an earlier attempt's file from a checkpoint taken after ``step`` updates.
+
+        Rows up to ``step`` (its row holds the evaluation that preceded the checkpoint) are
+        kept, later ones dropped: they will be logged again, identically.
+        """
+        self.rows = {}
+        if self.path.is_file():
+            try:
+                frame = pd.read_csv(self.path)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+                raise ValueError(f"cannot resume: {self.path} is unreadable ({err})") from err
+            for record in frame[frame["step"] <= step].to_dict("records"):
+                row_step = int(record.pop("step"))
+                self.rows[row_step] = {k: v for k, v in record.items() if not pd.isna(v)}
+        self._last_flush = max(self.rows, default=0)
 
     @property
     def version(self) -> str:
@@ -164,6 +181,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(
             f"eval_every must be a positive number of iterations; got {cfg.eval_every}"
         )
+    if str(cfg.model.get("_target_", "")).endswith("cifar_net"):
+        try:
+            check_depth(cfg.model.depth)
+        except ValueError as err:
+            raise ValueError(f"model.depth: {err}") from None
 
 
 def auto_precision(accelerator: str = "auto") -> str:
@@ -226,18 +248,53 @@ def build(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[Any] =
     return Setup(datamodule, net, module, trainer, metrics_logger)
 
 
+def checkpoint_step(path: Path) -> int:
+    """The number of updates done when a checkpoint was written."""
+    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name of the device a run trains on."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    model = "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu: {model}, {torch.get_num_threads()} threads"
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Train the configured net into ``run_dir``; return its summary."""
+    """Train the configured net into ``run_dir`` and return its summary.
+
+    A run that is already done (finished or diverged) is returned as it is; one that was stopped
+    resumes from its last checkpoint. A loss that stops being finite ends the run with status
+    ``diverged``; any other error is recorded as ``failed`` and raised again.
+    """
+    run_dir = Path(run_dir)
+    previous = read_summary(run_dir) or {}
+    if previous.get("status") in DONE:
+        return previous
     check_config(cfg)
     apply_speed_settings(cfg)
-    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    resume_from = last if last.is_file() else None
     # Hydra keeps .hydra/config.yaml with its interpolations; this copy is fully resolved, so the
     # run can be rebuilt (e.g. from its checkpoint) without Hydra.
     write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     setup = build(cfg, run_dir)
     datamodule, net, module = setup.datamodule, setup.net, setup.module
     trainer, metrics_logger = setup.trainer, setup.metrics_logger
+    resumed_step = 0
+    if resume_from is not None:
+        resumed_step = checkpoint_step(resume_from)
+        metrics_logger.resume(resumed_step)
+        log.info("resuming %s from step %d (%s)", run_dir.name, resumed_step, resume_from)
 
     residual = bool(getattr(net, "residual", False))
     summary: dict[str, Any] = {
@@ -254,34 +311,51 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "batch_size": int(datamodule.batch_size),
         "precision": str(cfg.trainer.precision),
         "status": "running",
-        "started_at": _now(),
+        "started_at": previous.get("started_at") or _now(),
+        "attempts": int(previous.get("attempts", 0)) + 1,
+        "resumed_from_step": resumed_step or None,
+        "pid": os.getpid(),
+        "provenance": provenance(device_name(trainer.strategy.root_device)),
     }
     write_summary(run_dir, summary)
-    start = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         last_eval = metrics_logger.rows.get(trainer.global_step, {})
         if "test_error" not in last_eval:
             trainer.validate(module, datamodule=datamodule, verbose=False)
-        trainer.save_checkpoint(run_dir / "checkpoints" / "final.ckpt", weights_only=False)
+        trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / "final.ckpt", weights_only=False)
         metrics_logger.flush()
+    except Diverged as err:
+        metrics_logger.flush()
+        summary.update(
+            status="diverged",
+            diverged_at_step=err.step,
+            error=str(err),
+            steps=err.step,
+            wall_time_s=round(module.wall_time(), 2),
+            finished_at=_now(),
+            **final_metrics(metrics_logger.frame()),
+        )
+        write_summary(run_dir, summary)
+        log.warning("%s diverged: %s", run_dir.name, err)
+        return summary
     except BaseException as err:
         summary.update(
             status="interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
             error=f"{type(err).__name__}: {err}",
             steps=int(trainer.global_step),
-            wall_time_s=round(time.perf_counter() - start, 2),
+            wall_time_s=round(module.wall_time(), 2),
             finished_at=_now(),
         )
         metrics_logger.flush()
         write_summary(run_dir, summary)
         raise
-    wall = time.perf_counter() - start
+    wall = module.wall_time()
     summary.update(
         status="finished",
         steps=int(trainer.global_step),
         wall_time_s=round(wall, 2),
-        iterations_per_s=round(trainer.global_step / wall, 3) if wall > 0 else None,
+        iterations_per_s=round((trainer.global_step - resumed_step) / module.session_time(), 3),
         finished_at=_now(),
         **final_metrics(metrics_logger.frame()),
     )
@@ -297,25 +371,3 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: "Tip:" not in record.getMessage()
     )
-
-
-def run_name(model: Mapping[str, Any], data: str, seed: int) -> str:
-    """A readable run directory name, e.g. ``resnet56-B-fashion_mnist-seed1``."""
-    residual = bool(model.get("residual", False))
-    name = f"{family(residual)}{model.get('depth')}"
-    if residual and model.get("shortcut", "A") != "A":
-        name += f"-{model.get('shortcut')}"
-    if model.get("width", 16) != 16:
-        name += f"-w{model.get('width')}"
-    return f"{name}-{data}-seed{seed}"
-
-
-def paper_warmup(depth: int, steps: int = 400, from_depth: int = 110) -> int:
-    """The paper's warm-up length for a net of this depth: 400 iterations from 110 layers on."""
-    return steps if int(depth) >= from_depth else 0
-
-
-def register_resolvers() -> None:
-    """Make ``${run_name:...}`` and ``${paper_warmup:...}`` available to the Hydra configs."""
-    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
-    OmegaConf.register_new_resolver("paper_warmup", paper_warmup, replace=True)
