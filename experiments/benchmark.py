@@ -71,7 +71,10 @@ def make_config(args: argparse.Namespace, family: str, depth: int, fast: bool, t
         "~callbacks.checkpoint",
         "+trainer.enable_progress_bar=false",
         f"seed={args.seed}",
+        f"model.width={args.width}",
     ]
+    if args.threads:
+        overrides.append(f"threads={args.threads}")
     if args.data == "synthetic":  # CIFAR-10's shape: 32x32 RGB, 10 classes
         overrides += [f"data.num_train={args.num_train}", f"data.num_test={args.num_test}"]
     if not fast:
@@ -360,6 +363,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of (c)")
     parser.add_argument("--compile", action="store_true", help="(a) and (b) with torch.compile")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=int, default=16, help="first stage's width (paper: 16)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 1 or args.repeats < 1:
@@ -429,7 +434,7 @@ def main() -> int:
 
 - Device: {device_name}.
 - Data: {shape}, {args.num_train if args.data == "synthetic" else "all"} training images,
-  batch {BATCH_SIZE}; nets of width 16 (the paper's).
+  batch {BATCH_SIZE}; nets of width {args.width}{" (the paper's)" if args.width == 16 else ""}.
 - Each number is the median over {args.repeats} rounds of {args.steps} timed iterations after
   {args.warmup} untimed ones; the rounds alternate the order of the paths.
 

@@ -130,4 +130,4 @@ class LastCheckpoint(L.Callback):
         if trainer.state.fn != "fit" or trainer.sanity_checking:
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)

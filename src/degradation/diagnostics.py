@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from degradation.models import Block, CifarNet
+from degradation.data import DataUnavailableError
+from degradation.models import BasicBlock, Block, BottleneckBlock, CifarNet, ImageNetNet
 from degradation.runs import CONFIG_FILE
 
 GRAD_PREFIX = "grad_conv"
@@ -26,14 +28,23 @@ RESPONSES_FILE = "responses.csv"
 
 
 def response_layers(net: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
-    """The BN after each 3x3 conv, in forward order: the stem, then bn1 and bn2 of each block."""
-    if not isinstance(net, CifarNet):
-        raise TypeError(f"layer responses are defined for CifarNet, not {type(net).__name__}")
-    layers = [("stem", net.stem[1])]
-    blocks = [(name, m) for name, m in net.named_modules() if isinstance(m, Block)]
-    for name, block in blocks:
-        layers += [(f"{name}.bn1", block.bn1), (f"{name}.bn2", block.bn2)]
-    return layers
+    """The BN after each 3x3 conv, in forward order: the stem, then the blocks' 3x3 layers."""
+    if isinstance(net, CifarNet):
+        layers = [("stem", net.stem[1])]
+        blocks = [(name, m) for name, m in net.named_modules() if isinstance(m, Block)]
+        for name, block in blocks:
+            layers += [(f"{name}.bn1", block.bn1), (f"{name}.bn2", block.bn2)]
+        return layers
+    if isinstance(net, ImageNetNet):
+        layers = [("stem", net.bn1)]
+        for name, block in net.named_modules():
+            if isinstance(block, (BasicBlock, BottleneckBlock)):
+                for i in (1, 2, 3):
+                    conv = getattr(block, f"conv{i}", None)
+                    if conv is not None and conv.kernel_size == (3, 3):
+                        layers.append((f"{name}.bn{i}", getattr(block, f"bn{i}")))
+        return layers
+    raise TypeError(f"layer responses are not defined for {type(net).__name__}")
 
 
 def conv_layers(net: nn.Module) -> list[tuple[str, nn.Conv2d]]:
@@ -57,12 +68,14 @@ def layer_response_std(net: nn.Module, batches) -> np.ndarray:
 
     def hook(index):
         def record(_module, _inputs, output):
-            out = output.detach().double()
+            out = output.detach().float()
+            # float64 accumulators without a float64 copy of the whole output
+            squares = torch.linalg.vector_norm(out, dtype=torch.float64) ** 2
             sums[index] += torch.stack(
                 [
                     torch.tensor(out.numel(), dtype=torch.float64),
-                    out.sum().cpu(),
-                    out.pow(2).sum().cpu(),
+                    out.sum(dtype=torch.float64).cpu(),
+                    squares.cpu(),
                 ]
             )
 
@@ -120,10 +133,17 @@ def run_responses(run_dir: str | Path, max_images: int | None = None) -> np.ndar
         return pd.read_csv(cached)["std"].to_numpy()
     net, dm = load_run(run_dir)
     dm.setup("test")
-    images = dm.eval_sets["test"].tensors[0]
-    if max_images:
-        images = images[:max_images]
-    batches = (dm.preprocess(images[i : i + 500], train=False) for i in range(0, len(images), 500))
+    if hasattr(dm, "preprocess"):  # data sets held in memory
+        images = dm.eval_sets["test"].tensors[0]
+        if max_images:
+            images = images[:max_images]
+        batches = (
+            dm.preprocess(images[i : i + 500], train=False) for i in range(0, len(images), 500)
+        )
+    else:  # image folders: the test loader's batches
+        limit = max_images or len(dm.eval_sets["test"])
+        steps = -(-limit // dm.eval_batch_size)
+        batches = (x for x, _ in itertools.islice(dm.test_dataloader(), steps))
     stds = layer_response_std(net, batches)
     names = [name for name, _ in response_layers(net)]
     frame = pd.DataFrame({"layer": range(1, len(stds) + 1), "name": names, "std": stds})
@@ -144,8 +164,10 @@ def responses_table(
             continue
         try:
             stds = run_responses(run["path"], max_images=max_images)
-        except FileNotFoundError as err:
-            skipped.append(str(err))
+        except (FileNotFoundError, DataUnavailableError) as err:
+            skipped.append(
+                f"{run['run']}: {err}" if isinstance(err, DataUnavailableError) else str(err)
+            )
             continue
         for i, value in enumerate(stds, start=1):
             rows.append(

@@ -167,3 +167,188 @@ def cifar_net(
 def count_parameters(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------------------------
+# The ImageNet family (Table 1): ResNet-18/34/50/101/152 and their plain twins
+# --------------------------------------------------------------------------------------------
+
+# depth -> (block type, blocks per stage)
+IMAGENET_DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+STEMS = ("imagenet", "small")
+
+
+def check_imagenet_depth(depth: int) -> tuple[str, tuple[int, ...]]:
+    """Block type and blocks per stage for depth 18, 34, 50, 101 or 152, or a ValueError."""
+    if isinstance(depth, bool) or depth not in IMAGENET_DEPTHS:
+        raise ValueError(f"depth must be one of 18, 34, 50, 101, 152; got {depth!r}")
+    return IMAGENET_DEPTHS[depth]
+
+
+def _projection_if(residual: bool, in_channels: int, out_channels: int, stride: int):
+    """The projection shortcut (1x1 conv + BN) where a residual block changes shape, else None."""
+    if residual and (stride != 1 or in_channels != out_channels):
+        return projection(in_channels, out_channels, stride)
+    return None
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv+BN layers (ResNet-18/34); names as in torchvision."""
+
+    expansion = 1
+
+    def __init__(
+        self, in_channels: int, planes: int, stride: int, residual: bool, stride_in_1x1: bool
+    ) -> None:
+        super().__init__()
+        self.residual = residual
+        self.conv1 = conv3x3(in_channels, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _projection_if(residual, in_channels, planes, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.residual:
+            out = out + (self.downsample(x) if self.downsample is not None else x)
+        return self.relu(out)
+
+
+class BottleneckBlock(nn.Module):
+    """1x1, 3x3, 1x1 conv+BN layers with 4x expansion (ResNet-50/101/152).
+
+    The stride sits on the 3x3 conv, as in torchvision; ``stride_in_1x1`` moves it to the first
+    1x1 conv as in the paper's original models (fewer multiply-adds, Table 1's numbers).
+    """
+
+    expansion = 4
+
+    def __init__(
+        self, in_channels: int, planes: int, stride: int, residual: bool, stride_in_1x1: bool
+    ) -> None:
+        super().__init__()
+        self.residual = residual
+        out_channels = planes * self.expansion
+        self.conv1 = nn.Conv2d(
+            in_channels, planes, 1, stride=stride if stride_in_1x1 else 1, bias=False
+        )
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, 1 if stride_in_1x1 else stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _projection_if(residual, in_channels, out_channels, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.residual:
+            out = out + (self.downsample(x) if self.downsample is not None else x)
+        return self.relu(out)
+
+
+class ImageNetNet(nn.Module):
+    """ResNet-18/34/50/101/152 (``residual=True``) or its plain twin: the same layers without the
+    shortcuts and their projections. Parameter names follow torchvision's ``resnet*``, so with
+    the ImageNet stem a torchvision state dict loads as it is and computes the same function.
+
+    ``stem="imagenet"``: 7x7 stride-2 conv and 3x3 stride-2 max-pool, for 224-pixel images;
+    ``stem="small"``: one 3x3 conv, no pool, for 28- or 32-pixel images. ``width`` is the first
+    stage's width (64 in the paper; the stages have width, 2, 4 and 8 times width).
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        residual: bool,
+        stem: str = "imagenet",
+        width: int = 64,
+        in_channels: int = 3,
+        num_classes: int = 1000,
+        stride_in_1x1: bool = False,
+    ) -> None:
+        super().__init__()
+        kind, counts = check_imagenet_depth(depth)
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {', '.join(STEMS)}; got {stem!r}")
+        for name, value in (("width", width), ("in_channels", in_channels)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
+        self.depth, self.residual, self.stem_kind = depth, residual, stem
+        self.shortcut = "B"  # identity, projections where the shape changes
+        block = BasicBlock if kind == "basic" else BottleneckBlock
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        else:
+            self.conv1 = conv3x3(in_channels, width)
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        channels = width
+        for i, count in enumerate(counts):
+            planes, blocks = width * 2**i, []
+            for j in range(count):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(block(channels, planes, stride, residual, stride_in_1x1))
+                channels = planes * block.expansion
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torchvision's initialisation: He (fan-out) for convs, BN to identity."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def imagenet_net(
+    depth: int,
+    residual: bool,
+    stem: str = "imagenet",
+    width: int = 64,
+    in_channels: int = 3,
+    num_classes: int = 1000,
+    stride_in_1x1: bool = False,
+) -> nn.Module:
+    """ResNet-``depth`` of the ImageNet family, or its plain twin when ``residual`` is False."""
+    return ImageNetNet(depth, residual, stem, width, in_channels, num_classes, stride_in_1x1)
+
+
+def multiply_adds(net: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224, 224)) -> int:
+    """Multiply-adds of one forward pass of one image (convolutions and linear layers)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = net.training
+    net.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.zeros(*input_shape))
+    net.train(was_training)
+    return counter.get_total_flops() // 2 // input_shape[0]
+
+
+# Table 1 of the paper: multiply-adds ("FLOPs") of the ImageNet models, x 10^9.
+PAPER_TABLE1_FLOPS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}

@@ -16,6 +16,9 @@ from degradation.results import setting_table
 
 # Table 6 of the paper: CIFAR-10 test error (%) of ResNets (option A, width 16), with augmentation.
 PAPER_TABLE6 = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+# Table 2: ImageNet top-1 validation error (%, 10-crop), plain and residual 18/34 (width 64).
+PAPER_TABLE2 = {("plain", 18): 27.94, ("plain", 34): 28.54, ("resnet", 18): 27.88,
+                ("resnet", 34): 25.03}  # fmt: skip
 # Differences smaller than this (in error fraction) count as "no change".
 MARGIN = 0.01
 # A per-layer gradient norm below this fraction of the largest counts as vanished.
@@ -195,7 +198,8 @@ def verdict_text(verdict: Verdict) -> str:
 
 def results_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Final training and test error per family and depth (mean ± std over seeds), params, and
-    the paper's Table 6 number where it applies (CIFAR-10 ResNets, width 16, option A)."""
+    the paper's number where it applies: Table 6 (CIFAR-10 ResNets, width 16, option A) or
+    Table 2 (ImageNet, 18 and 34 layers, width 64)."""
     table = setting_table(runs)
     rows = []
     for _, row in table.iterrows():
@@ -207,6 +211,8 @@ def results_table(runs: pd.DataFrame) -> pd.DataFrame:
             and row.get("shortcut") == "A"
         ):
             paper = PAPER_TABLE6.get(int(row["depth"]))
+        elif row.get("data") == "imagenet" and row.get("width") == 64:
+            paper = PAPER_TABLE2.get((row["family"], int(row["depth"])))
         rows.append(
             {
                 "net": f"{row['family']}-{int(row['depth'])}",

@@ -42,6 +42,7 @@ NOT_HASHED = (
     "data.download",
     "data.search_dirs",
     "data.eval_batch_size",
+    "data.num_workers",
     "trainer.accelerator",
     "trainer.benchmark",
     "trainer.default_root_dir",
@@ -102,12 +103,16 @@ def family(residual: bool) -> str:
 
 
 def run_name(model: Mapping[str, Any], data: str, seed: int) -> str:
-    """The readable part of a run's name, e.g. ``resnet56-B-fashion_mnist-seed1``."""
+    """The readable part of a run's name, e.g. ``resnet56-B-fashion_mnist-seed1`` or
+    ``plain34-smallstem-w8-fashion_mnist-seed0``."""
     residual = bool(model.get("residual", False))
     name = f"{family(residual)}{model.get('depth')}"
+    imagenet_family = "stem" in model  # ResNet-18/34/50/101/152 and twins: 64 wide by default
+    if imagenet_family and model.get("stem") != "imagenet":
+        name += f"-{model.get('stem')}stem"
     if residual and model.get("shortcut", "A") != "A":
         name += f"-{model.get('shortcut')}"
-    if model.get("width", 16) != 16:
+    if model.get("width", 16) != (64 if imagenet_family else 16):
         name += f"-w{model.get('width')}"
     return f"{name}-{data}-seed{seed}"
 

@@ -34,7 +34,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from degradation.models import check_depth, count_parameters
+from degradation.models import check_depth, check_imagenet_depth, count_parameters
 from degradation.module import DegradationModule, Diverged
 from degradation.rundirs import (  # noqa: F401 - re-exported: the run directory's vocabulary
     CHECKPOINT_DIR,
@@ -55,6 +55,8 @@ from degradation.rundirs import (  # noqa: F401 - re-exported: the run directory
 )
 
 log = logging.getLogger(__name__)
+# Depth checks of the model builders, run before anything is written.
+DEPTH_CHECKS = {"cifar_net": check_depth, "imagenet_net": check_imagenet_depth}
 FIRST_COLUMNS = ["step", "train_error", "train_loss", "lr", "test_error", "test_loss"]
 # Final training error/loss: mean of the per-batch values over this last fraction of the steps.
 FINAL_TRAIN_WINDOW = 0.05
@@ -181,9 +183,10 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(
             f"eval_every must be a positive number of iterations; got {cfg.eval_every}"
         )
-    if str(cfg.model.get("_target_", "")).endswith("cifar_net"):
+    depth_check = DEPTH_CHECKS.get(str(cfg.model.get("_target_", "")).rsplit(".", 1)[-1])
+    if depth_check is not None:
         try:
-            check_depth(cfg.model.depth)
+            depth_check(cfg.model.depth)
         except ValueError as err:
             raise ValueError(f"model.depth: {err}") from None
 
@@ -302,8 +305,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "model": f"{family(residual)}-{cfg.model.depth}",
         "family": family(residual),
         "depth": int(cfg.model.depth),
-        "width": int(cfg.model.width),
-        "shortcut": cfg.model.get("shortcut") if residual else None,
+        "width": int(cfg.model.get("width", 0)) or None,
+        "shortcut": getattr(net, "shortcut", None) if residual else None,
+        "stem": cfg.model.get("stem"),
         "data": datamodule.name,
         "seed": int(cfg.seed),
         "params": count_parameters(net),
