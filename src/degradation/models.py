@@ -31,6 +31,25 @@ def check_depth(depth: int) -> int:
     return (depth - 2) // 6
 
 
+def check_sizes(width: int, in_channels: int, num_classes: int) -> None:
+    """Refuse widths and channel or class counts that cannot make a net."""
+    for name, value in (("width", width), ("in_channels", in_channels)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
+
+
+def he_init(net: nn.Module, mode: str) -> None:
+    """He (Kaiming) normal init of every conv (``mode`` fan_in or fan_out), BN to identity."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     """3x3 convolution, padding 1, no bias (a BN follows every conv)."""
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
@@ -116,11 +135,7 @@ class CifarNet(nn.Module):
         n = check_depth(depth)
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
-        for name, value in (("width", width), ("in_channels", in_channels)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
+        check_sizes(width, in_channels, num_classes)
         self.depth, self.residual, self.shortcut = depth, residual, shortcut
         self.stem = nn.Sequential(
             conv3x3(in_channels, width), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
@@ -139,13 +154,8 @@ class CifarNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """He (Kaiming) init for convs, BN to identity; the FC keeps PyTorch's default."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        """He (Kaiming, fan-in) init for convs, BN to identity; the FC keeps PyTorch's default."""
+        he_init(self, mode="fan_in")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
@@ -282,11 +292,7 @@ class ImageNetNet(nn.Module):
         kind, counts = check_imagenet_depth(depth)
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {', '.join(STEMS)}; got {stem!r}")
-        for name, value in (("width", width), ("in_channels", in_channels)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
+        check_sizes(width, in_channels, num_classes)
         self.depth, self.residual, self.stem_kind = depth, residual, stem
         self.shortcut = "B"  # identity, projections where the shape changes
         block = BasicBlock if kind == "basic" else BottleneckBlock
@@ -312,12 +318,7 @@ class ImageNetNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """torchvision's initialisation: He (fan-out) for convs, BN to identity."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init(self, mode="fan_out")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
