@@ -220,6 +220,16 @@ def make_net_and_optimizer(cfg: DictConfig, datamodule, device, channels_last: b
     return net, optimizer, scheduler
 
 
+def sgd_update(net, optimizer, scheduler, images, labels, bf16: bool) -> None:
+    """One training step of the plain loops (b) and (c): forward, loss, backward, update."""
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = F.cross_entropy(net(images), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+
+
 def timed_loop(step, batches, warmup: int, steps: int, device: torch.device) -> float:
     """Images/s of ``step`` over ``steps`` batches after ``warmup`` untimed ones."""
     start = None
@@ -255,12 +265,7 @@ def bare_loop(cfg: DictConfig, warmup: int, steps: int) -> float:
     def step(images, labels, aug):
         images = datamodule.preprocess(images, train=True, aug=aug)
         images = images.contiguous(memory_format=memory_format)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(net(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        sgd_update(net, optimizer, scheduler, images, labels, bf16)
 
     return timed_loop(step, forever(loader), warmup, steps, device)
 
@@ -313,11 +318,7 @@ def torchvision_pipeline(cfg: DictConfig, warmup: int, steps: int, workers: int)
     def step(images, labels):
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        loss = F.cross_entropy(net(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        sgd_update(net, optimizer, scheduler, images, labels, bf16=False)
 
     return timed_loop(step, forever(loader), warmup, steps, device)
 
