@@ -44,6 +44,7 @@ from torchvision import transforms as T
 from torchvision.datasets import VisionDataset
 
 from degradation.data import DeviceBatches
+from degradation.models import keep_strided_1x1_nchw
 from degradation.runs import apply_speed_settings, build, quiet_lightning, register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,6 +216,8 @@ def make_net_and_optimizer(cfg: DictConfig, datamodule, device, channels_last: b
     ).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
+        if device.type == "cpu":
+            keep_strided_1x1_nchw(net)
     optimizer = instantiate(cfg.optimizer)(net.parameters())
     scheduler = instantiate(cfg.scheduler)(optimizer)
     return net, optimizer, scheduler

@@ -76,8 +76,9 @@ def test_channels_last_computes_the_same_function_and_keeps_checkpoint_names():
 
 @pytest.mark.parametrize("amx, expected", [(True, "bf16-mixed"), (False, "32-true")])
 def test_auto_precision_on_cpu_uses_bf16_only_with_amx(monkeypatch, amx, expected):
-    from degradation.runs import auto_precision
+    from degradation.runs import PRECISION_ENV, auto_precision
 
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     assert auto_precision("auto") == expected

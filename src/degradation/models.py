@@ -174,6 +174,39 @@ def cifar_net(
     return CifarNet(depth, residual, shortcut, width, in_channels, num_classes)
 
 
+def _contiguous_inputs(module: nn.Module, args: tuple) -> tuple:
+    return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def is_strided_1x1(module: nn.Module) -> bool:
+    """A 1x1 convolution with stride > 1 (the projection shortcuts where the shape changes)."""
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.kernel_size == (1, 1)
+        and any(s > 1 for s in module.stride)
+    )
+
+
+def keep_strided_1x1_nchw(net: nn.Module) -> int:
+    """Run a channels-last net's strided 1x1 convolutions in NCHW layout; return how many.
+
+    oneDNN's fp32 CPU backward of a channels-last 1x1 stride-2 convolution with few input
+    channels (4 to 8, on 56x56 and larger maps) segfaults or hangs on some CPUs (seen with torch
+    2.14 on AMD EPYC). These layers are few and cheap, so on CPUs they take NCHW weights and
+    inputs (a forward pre-hook), and the rest of the net stays channels-last. Idempotent.
+    """
+    count = 0
+    for m in net.modules():
+        if is_strided_1x1(m):
+            # clone, not contiguous(): a 1x1 kernel's channels-last strides count as contiguous
+            m.weight.data = m.weight.data.clone(memory_format=torch.contiguous_format)
+            if not getattr(m, "_nchw_hook", False):
+                m.register_forward_pre_hook(_contiguous_inputs)
+                m._nchw_hook = True
+            count += 1
+    return count
+
+
 def count_parameters(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)

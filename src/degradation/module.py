@@ -20,6 +20,8 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from degradation.models import keep_strided_1x1_nchw
+
 
 def paper_schedule(
     optimizer: Optimizer,
@@ -62,8 +64,10 @@ def error_rate(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 class DegradationModule(L.LightningModule):
     """Trains one net with SGD and a step schedule stepped every iteration.
 
-    ``channels_last`` keeps weights and inputs in NHWC layout (faster convolutions on CPUs and
-    GPUs); ``compile`` runs the net through ``torch.compile``. Neither changes what is computed.
+    ``channels_last`` keeps weights and inputs in NHWC layout (faster convolutions on GPUs and
+    in bf16 on CPUs; on CPUs strided 1x1 convolutions stay NCHW, see
+    :func:`~degradation.models.keep_strided_1x1_nchw`); ``compile`` runs the net through
+    ``torch.compile``. Neither changes what is computed.
     """
 
     def __init__(
@@ -85,6 +89,11 @@ class DegradationModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self._wall_before = 0.0  # training time of earlier attempts, from the checkpoint
         self._session_start: float | None = None
+
+    def setup(self, stage: str) -> None:
+        """On a CPU, keep the layers that oneDNN cannot run channels-last in NCHW."""
+        if self.channels_last and self.trainer.strategy.root_device.type == "cpu":
+            keep_strided_1x1_nchw(self.net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

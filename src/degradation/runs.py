@@ -191,8 +191,17 @@ def check_config(cfg: DictConfig) -> None:
             raise ValueError(f"model.depth: {err}") from None
 
 
+# Set to a Lightning precision (e.g. 32-true) to make `trainer.precision: auto` pick it on this
+# machine: how the tests are run as on a CPU without AMX.
+PRECISION_ENV = "DEGRADATION_PRECISION"
+
+
 def auto_precision(accelerator: str = "auto") -> str:
-    """`bf16-mixed` where bf16 runs fast (a CUDA GPU with bf16, a CPU with AMX), else `32-true`."""
+    """`bf16-mixed` where bf16 runs fast (a CUDA GPU with bf16, a CPU with AMX), else `32-true`;
+    the environment variable ``DEGRADATION_PRECISION`` overrides the choice."""
+    forced = os.environ.get(PRECISION_ENV)
+    if forced:
+        return forced
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
     if accelerator in ("auto", "cpu"):
@@ -202,10 +211,26 @@ def auto_precision(accelerator: str = "auto") -> str:
     return "32-true"
 
 
+def auto_channels_last(accelerator: str, precision: str) -> bool:
+    """Channels-last where it pays: on CUDA GPUs, and on CPUs in reduced precision.
+
+    On a CPU in fp32 it measured no faster (AMD EPYC, ResNet-20: 0.98-1.01x, see
+    results/benchmarks/training_speed_amd_fp32) and it reaches oneDNN kernels that crash there.
+    """
+    cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return cuda or not str(precision).startswith("32")
+
+
 def apply_speed_settings(cfg: DictConfig) -> None:
-    """Settle ``trainer.precision: auto`` and set the process-wide speed switches."""
+    """Settle ``trainer.precision`` and ``speed.channels_last`` where they are ``auto``, and set
+    the process-wide speed switches."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
     if str(cfg.trainer.get("precision", "32-true")) == "auto":
-        OmegaConf.update(cfg, "trainer.precision", auto_precision(str(cfg.trainer.accelerator)))
+        OmegaConf.update(cfg, "trainer.precision", auto_precision(accelerator))
+    speed = cfg.get("speed")
+    if speed is not None and str(speed.get("channels_last")) == "auto":
+        choice = auto_channels_last(accelerator, str(cfg.trainer.precision))
+        OmegaConf.update(cfg, "speed.channels_last", choice)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     if torch.cuda.is_available():

@@ -1,0 +1,69 @@
+"""Runs on any CPU: the oneDNN channels-last crash is worked around, precision and memory format
+are chosen per machine, and a forced precision reaches every run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import run_train
+from degradation.models import imagenet_net, is_strided_1x1, keep_strided_1x1_nchw
+from degradation.runs import PRECISION_ENV, auto_channels_last, auto_precision
+
+
+def test_strided_1x1_convs_get_nchw_weights_and_the_same_function():
+    torch.manual_seed(0)
+    reference = imagenet_net(18, residual=True, stem="small", width=4, num_classes=10).eval()
+    net = imagenet_net(18, residual=True, stem="small", width=4, num_classes=10).eval()
+    net.load_state_dict(reference.state_dict())
+    net = net.to(memory_format=torch.channels_last)
+    assert keep_strided_1x1_nchw(net) == 3  # the projections of layer2, layer3 and layer4
+    assert keep_strided_1x1_nchw(net) == 3  # idempotent: no second hook
+    for m in net.modules():
+        if is_strided_1x1(m):
+            assert m.weight.stride() == (m.weight.shape[1], 1, 1, 1)  # true NCHW strides
+            assert len(m._forward_pre_hooks) == 1
+        elif isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3):
+            assert m.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            net(x.contiguous(memory_format=torch.channels_last)), reference(x)
+        )
+
+
+def test_width4_projection_net_trains_a_step_channels_last_in_fp32(tmp_path):
+    """The reported crash: fp32 backward of a channels-last 1x1 stride-2 conv with 4 input
+    channels on 56x56 maps (a width-4 net with projections on 112-pixel images). In a
+    subprocess, so that a segfault fails this test instead of the whole run."""
+    result = run_train(
+        "data=synthetic", "data.num_train=16", "data.num_test=8", "data.image_size=112",
+        "data.batch_size=8", "data.eval_batch_size=8",
+        "model=resnet_imagenet", "model.depth=18", "model.stem=small", "model.width=4",
+        "speed.channels_last=true", "trainer.precision=32-true", "trainer.max_steps=2",
+        "eval_every=2", "callbacks.progress.refresh_rate=0", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 2
+    assert summary["precision"] == "32-true"
+
+
+def test_precision_can_be_forced_for_every_run_by_the_environment(monkeypatch):
+    monkeypatch.setenv(PRECISION_ENV, "32-true")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert auto_precision("auto") == "32-true"
+    monkeypatch.delenv(PRECISION_ENV)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert auto_precision("auto") == "bf16-mixed"
+
+
+@pytest.mark.parametrize(
+    "cuda, precision, expected",
+    [(False, "32-true", False), (False, "bf16-mixed", True), (True, "32-true", True)],
+)
+def test_channels_last_auto_only_where_it_pays(monkeypatch, cuda, precision, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert auto_channels_last("auto", precision) is expected
