@@ -43,9 +43,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms as T
 from torchvision.datasets import VisionDataset
 
+from degradation.config import register
 from degradation.data import DeviceBatches
 from degradation.models import keep_strided_1x1_nchw
-from degradation.runs import apply_speed_settings, build, quiet_lightning, register_resolvers
+from degradation.runs import apply_speed_settings, build, quiet_lightning
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_SIZE = 128
@@ -70,7 +71,7 @@ def make_config(args: argparse.Namespace, family: str, depth: int, fast: bool, t
         f"logger.metrics.save_dir={tmp}",
         "callbacks=parallel",  # what sweeps use: progress as a log line every 100 steps
         "~callbacks.checkpoint",
-        "+trainer.enable_progress_bar=false",
+        "trainer.enable_progress_bar=false",
         f"seed={args.seed}",
         f"model.width={args.width}",
     ]
@@ -373,7 +374,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 1 or args.repeats < 1:
         parser.error("--steps, --warmup and --repeats must be positive")
-    register_resolvers()
+    register()
     quiet_lightning()
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no per-fit banners
 

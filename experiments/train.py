@@ -3,23 +3,44 @@
 python experiments/train.py model=resnet model.depth=56 data=cifar10 trainer.max_steps=64000
 
 Launching the same command (or sweep) again skips runs that finished or diverged and resumes runs
-that were stopped. A bad setting ends the run with one message on stderr and exit code 2; in a
-sweep, the failing job is reported at the end and the other jobs go on.
+that were stopped; a run that another live process is training is refused. A bad setting (a
+value of the wrong type, a key that does not exist, a depth that cannot be built) ends the run
+with one message on stderr and exit code 2, and leaves no run directory behind; in a sweep, the
+failing job is reported at the end and the other jobs go on.
 """
 
 import logging
+import os
+import shutil
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import HydraException, InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
-from degradation.rundirs import DONE, read_summary, register_resolvers
+from degradation.config import check_keys, config_error_line, register
+from degradation.rundirs import (
+    DONE,
+    RunCrashed,
+    RunLocked,
+    process_rank,
+    read_summary,
+    train_in_subprocess,
+)
 
 log = logging.getLogger("train")
-register_resolvers()
+register()
+
+
+def remove_if_fresh(run_dir: str) -> None:
+    """Delete a run directory that holds nothing but what Hydra wrote at launch."""
+    path = Path(run_dir)
+    if path.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in path.iterdir()):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -39,17 +60,29 @@ def main(cfg: DictConfig) -> float | None:
     from degradation.runs import quiet_lightning, train
 
     quiet_lightning()
-    log.info("run directory: %s", run_dir)
+    rank_zero = process_rank() == 0
+    if rank_zero:
+        log.info("run directory: %s", run_dir)
     try:
-        summary = train(cfg, run_dir)
-    except (DataUnavailableError, ValueError, InstantiationException) as err:
+        check_keys(cfg)
+        # In a sweep each run trains in a process of its own: a crash (segfault, out-of-memory
+        # kill) ends that run only, and the sweep goes on.
+        summary = train_in_subprocess(cfg, run_dir) if multirun else train(cfg, run_dir)
+    except RunCrashed as err:
+        log.error("%s; launch again to resume it", err)
+        raise
+    except (DataUnavailableError, ValueError, InstantiationException, RunLocked) as err:
         cause = err.__cause__ if isinstance(err, InstantiationException) else None
         message = cause if isinstance(cause, (ValueError, DataUnavailableError)) else err
         log.error("%s", message)
-        log.error("run not trained; its directory is %s", run_dir)
+        if not isinstance(err, RunLocked):
+            log.error("run not trained")
+            remove_if_fresh(run_dir)
         if multirun:  # let Hydra record the failed job and go on with the others
             raise
         sys.exit(2)
+    if not rank_zero:
+        return None
     if summary["status"] == "diverged":
         log.warning("%s diverged at step %s", summary["model"], summary.get("diverged_at_step"))
     else:
@@ -65,5 +98,18 @@ def main(cfg: DictConfig) -> float | None:
     return summary.get("final_test_error")
 
 
+def cli() -> None:
+    """Run :func:`main`; a configuration that cannot be composed is one line and exit code 2."""
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach us as exceptions
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as err:
+        if full_error:
+            raise
+        print(config_error_line(err), file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

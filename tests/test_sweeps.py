@@ -17,7 +17,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import ROOT, TINY, run_train
-from degradation.rundirs import config_hash, register_resolvers
+from degradation.config import register as register_resolvers
+from degradation.rundirs import config_hash
 
 HASHED_NAME = re.compile(r"^(plain|resnet)\d+(-[BC])?(-w\d+)?-\w+-seed\d+-[0-9a-f]{8}$")
 

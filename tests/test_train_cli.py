@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from conftest import ROOT, TINY, run_train
-from degradation.runs import register_resolvers
+from degradation.config import register as register_resolvers
 
 
 def test_training_run_leaves_metrics_and_summary_and_learns(tmp_path):
@@ -91,8 +91,11 @@ def test_bad_values_fail_with_one_clear_message(tmp_path, override, message):
 @pytest.mark.parametrize("override", ["model=nonsense", "data=imagenet42", "experiment=nope"])
 def test_unknown_names_list_the_available_ones(tmp_path, override):
     result = run_train(*TINY[1:], override, f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode != 0
-    assert "Could not find" in result.stderr and "Available options" in result.stderr
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Could not find" in lines[0] and "available options" in lines[0]
+    assert "_schema" not in lines[0]  # the typed schemas are not options to pick
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_data_fails_with_where_it_looked(tmp_path):
@@ -197,3 +200,18 @@ def test_corrupt_data_files_fail_with_a_clear_message(tmp_path):
     assert "Traceback" not in result.stderr
     summary = tmp_path / "run" / "summary.json"
     assert not summary.exists() or json.loads(summary.read_text())["status"] != "finished"
+
+
+def test_tensorboard_logger_writes_events_that_tensorboard_reads(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = run_train(*TINY, "trainer.max_steps=4", "eval_every=2", "logger=tensorboard",
+                       f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"train_loss", "train_error", "lr", "test_error"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train_loss")] == [0, 1, 2, 3]
+    csv = pd.read_csv(tmp_path / "metrics.csv")  # the analysis's file is written as before
+    losses = [e.value for e in events.Scalars("train_loss")]
+    assert losses == pytest.approx(csv["train_loss"].dropna().tolist(), rel=1e-6)

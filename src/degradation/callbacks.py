@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -110,12 +111,14 @@ class GradientNorms(L.Callback):
 
 
 class LastCheckpoint(L.Callback):
-    """Write ``<dirpath>/last.ckpt`` after every evaluation during training.
+    """Write ``<dirpath>/last.ckpt`` after every evaluation during training, keeping the one
+    before as ``previous.ckpt``.
 
     The file is replaced atomically (Lightning writes checkpoints to a temporary file and moves
-    it), so a run killed at any moment leaves either the previous or the new checkpoint. It holds
-    the weights, optimizer, schedule, loop counters and the position of the data stream: a run
-    resumed from it continues exactly where it was.
+    it), so a run killed at any moment leaves either the previous or the new checkpoint; should
+    ``last.ckpt`` still be unreadable (a full disk, a damaged file system), the run resumes from
+    ``previous.ckpt``. A checkpoint holds the weights, optimizer, schedule, loop counters and the
+    position of the data stream: a run resumed from it continues exactly where it was.
     """
 
     def __init__(self, dirpath: str) -> None:
@@ -129,5 +132,8 @@ class LastCheckpoint(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn != "fit" or trainer.sanity_checking:
             return
-        self.dirpath.mkdir(parents=True, exist_ok=True)
+        if trainer.is_global_zero:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            if self.path.is_file():
+                os.replace(self.path, self.dirpath / "previous.ckpt")
         trainer.save_checkpoint(self.path, weights_only=False)

@@ -85,6 +85,11 @@ class DeviceBatches:
     augmentation come from a generator seeded with :func:`epoch_seed` (seed, epoch). The position
     within the epoch is saved and restored by Lightning (``state_dict``/``load_state_dict``), so a
     run resumed from a mid-epoch checkpoint sees exactly the batches it would have seen.
+
+    With ``num_replicas`` > 1 (multi-process training), ``batch_size`` is the global batch:
+    every process draws the same epoch plan and takes its share (``rank``) of each global batch,
+    so together the processes see exactly the stream of a single-process run. A final global
+    batch with fewer images than processes is topped up from the start of the epoch's order.
     """
 
     def __init__(
@@ -97,11 +102,19 @@ class DeviceBatches:
         augment: bool = False,
         pad: int = 4,
         flip: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
+        if not 0 <= rank < num_replicas or batch_size % num_replicas:
+            raise ValueError(
+                f"the global batch of {batch_size} cannot be shared evenly by {num_replicas} "
+                f"processes (rank {rank}); choose a batch size divisible by the process count"
+            )
+        self.num_replicas, self.rank = num_replicas, rank
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.shuffle, self.seed, self.augment, self.pad, self.flip = (
             shuffle,
@@ -132,6 +145,8 @@ class DeviceBatches:
         order, aug = self.plan(epoch)
         for b in range(start, len(self)):
             window = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            if self.num_replicas > 1:
+                window = self._share(window, len(order)).to(order.device)
             idx = order[window]
             self.position = b + 1
             if aug is None:
@@ -139,6 +154,13 @@ class DeviceBatches:
             else:
                 yield self.images[idx], self.labels[idx], aug[window]
         self.epoch, self.position = epoch + 1, 0
+
+    def _share(self, window: slice, n: int) -> torch.Tensor:
+        """This process's positions in one global batch."""
+        positions = torch.arange(window.start, min(window.stop, n))
+        if len(positions) < self.num_replicas:  # too few to share: top up from the start
+            positions = torch.cat([positions, torch.arange(self.num_replicas - len(positions))])
+        return positions.tensor_split(self.num_replicas)[self.rank]
 
     def state_dict(self) -> dict[str, int]:
         """Where the stream stands: the epoch and the number of its batches handed out."""
@@ -153,6 +175,13 @@ class DeviceBatches:
                 f"checkpoint's data stream has shuffle seed {state['seed']}, this run {self.seed}"
             )
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def process_share(trainer: L.Trainer | None) -> tuple[int, int]:
+    """(number of processes, this process's rank) of a multi-process run; (1, 0) otherwise."""
+    if trainer is None:
+        return 1, 0
+    return trainer.world_size, trainer.global_rank
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,12 +327,14 @@ class ImageDataModule(L.LightningDataModule):
         return self._on_device[key]
 
     def train_dataloader(self) -> DeviceBatches:
-        """Shuffled, augmented batches of the training set, straight from device memory."""
+        """Shuffled, augmented batches of the training set, straight from device memory; each
+        process of a multi-process run takes its share of every (global) batch."""
         x, y = self.tensors_on_device("train")
         augment = self.pad > 0 or self.flip
+        world, rank = process_share(self.trainer)
         return DeviceBatches(
             x, y, self.batch_size, shuffle=True, seed=self.shuffle_seed, augment=augment,
-            pad=max(self.pad, 0), flip=self.flip,
+            pad=max(self.pad, 0), flip=self.flip, num_replicas=world, rank=rank,
         )  # fmt: skip
 
     def _eval_loader(self, name: str) -> DeviceBatches:
@@ -647,7 +678,15 @@ class ImageFolderDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, train=True)
+        """Each process loads batch_size / processes images (Lightning gives each its share of
+        the images), so the global batch stays ``batch_size``."""
+        world, _ = process_share(self.trainer)
+        if self.batch_size % world:
+            raise ValueError(
+                f"the global batch of {self.batch_size} cannot be shared evenly by {world} "
+                "processes; choose a batch size divisible by the process count"
+            )
+        return self._loader(self.train_set, self.batch_size // world, train=True)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(self.eval_sets["test"], self.eval_batch_size, train=False)]

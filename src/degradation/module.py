@@ -104,20 +104,29 @@ class DegradationModule(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        loss_value = float(loss.detach())
+        stats = torch.stack([loss.detach(), error_rate(logits.detach(), y)])
+        if self.trainer.world_size > 1:  # the global batch's numbers, the same in every process
+            stats = self.trainer.strategy.reduce(stats, reduce_op="mean")
+        loss_value, err = (float(v) for v in stats)
         if not math.isfinite(loss_value):
             raise Diverged(self.global_step, loss_value)
-        err = error_rate(logits.detach(), y)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         # Written to the loggers here, at the step this batch is learned at, so that the row is
         # on record before any checkpoint taken after the update (Lightning logs step metrics
         # only after the batch-end hooks, where checkpoints are saved).
-        row = {"train_loss": loss_value, "train_error": float(err), "lr": lr}
+        row = {"train_loss": loss_value, "train_error": err, "lr": lr}
         for logger in self.loggers:
             logger.log_metrics(row, step=self.global_step)
         self.log("train_loss", loss_value, on_step=True, prog_bar=True, logger=False)
         self.log("train_error", row["train_error"], on_step=True, prog_bar=True, logger=False)
         return loss
+
+    def on_validation_start(self) -> None:
+        """In a multi-process run, every process evaluates with rank 0's BN statistics (those
+        its checkpoints hold), so the evaluation is the same whichever process logs it."""
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            for buffer in self.net.buffers():
+                torch.distributed.broadcast(buffer, src=0)
 
     def on_fit_start(self) -> None:
         self._session_start = time.perf_counter()
@@ -155,7 +164,11 @@ class DegradationModule(L.LightningModule):
         loss = F.cross_entropy(logits, y)
         err = error_rate(logits, y)
         # Weighted by batch size so the epoch value is the error over the whole set.
-        kwargs = dict(on_step=False, on_epoch=True, batch_size=n, add_dataloader_idx=False)
+        # sync_dist: the processes' values are averaged (equal ones for device-resident data, which
+        # every process evaluates whole; shares of the set for image folders).
+        kwargs = dict(
+            on_step=False, on_epoch=True, batch_size=n, add_dataloader_idx=False, sync_dist=True
+        )
         self.log(f"{name}_error", err, prog_bar=(name == "test"), **kwargs)
         self.log(f"{name}_loss", loss, **kwargs)
         if dataloader_idx == 0:

@@ -264,6 +264,13 @@ def _run_note(run: pd.Series) -> str:
         return str(run.get("error") or "")[:200]
     if status == "incomplete":
         return "no final summary (still running, or stopped; launch again to resume)"
+    if status == "crashed":
+        return (
+            f"its process (pid {run.get('pid')}) died without a word (killed, out of memory, "
+            "crash); launch again to resume from its last checkpoint"
+        )
+    if status == "running":
+        return f"still training (pid {run.get('pid')})"
     return ""
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from degradation.models import family
+from degradation.rundirs import run_status
 from degradation.runs import METRICS_FILE, SUMMARY_FILE, final_metrics, read_summary
 
 # Columns that describe what a run trained (its configuration), in table order.
@@ -99,8 +100,8 @@ def read_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame | None]:
     record.update(_config_fields(run_dir))
     record.update({k: v for k, v in summary.items() if v is not None or k not in record})
     status = summary.get("status")
-    # A run whose summary still says "running" is running now, or died without a word.
-    record["status"] = "incomplete" if status in (None, "running") else status
+    # "running" is told apart from "crashed" (its process died without a word) by the run's lock.
+    record["status"] = run_status(run_dir, summary or None)
     metrics = read_metrics(run_dir)
     if metrics is not None and len(metrics):
         if status != "finished":

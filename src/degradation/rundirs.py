@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 METRICS_FILE = "metrics.csv"
@@ -26,6 +28,10 @@ SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+# The checkpoint before last.ckpt, kept as a fallback in case last.ckpt is unreadable.
+PREVIOUS_CHECKPOINT = "previous.ckpt"
+# Held (an OS file lock) by the process that trains the run; the kernel lets go when it dies.
+LOCK_FILE = ".lock"
 # A run in one of these states is not trained again when its sweep is launched again.
 DONE = ("finished", "diverged")
 
@@ -51,6 +57,142 @@ NOT_HASHED = (
     "trainer.enable_checkpointing",
     "trainer.log_every_n_steps",
 )
+# Keys added after runs were first named: left out of a run's hash while they hold this value,
+# so earlier run directories keep their names.
+HASH_DEFAULTS: dict[str, Any] = {
+    "trainer.num_nodes": 1,
+    "trainer.strategy": "auto",
+    "trainer.sync_batchnorm": False,
+    "trainer.deterministic": None,
+    "trainer.gradient_clip_val": None,
+    "optimizer.nesterov": False,
+}
+
+
+class RunLocked(RuntimeError):
+    """Another live process is training this run."""
+
+
+def process_rank() -> int:
+    """This process's global rank in a multi-process (DDP) training, 0 when there is none.
+
+    Read from the environment that the launchers set (Lightning's own launcher and torchrun:
+    ``RANK``/``LOCAL_RANK``; SLURM: ``SLURM_PROCID``), as Lightning does, before any Trainer.
+    """
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        value = os.environ.get(name)
+        if value is not None:
+            return int(value)
+    return 0
+
+
+class RunLock:
+    """An exclusive lock on a run directory while one process trains it (``with RunLock(d):``).
+
+    A second launch of the same run raises :class:`RunLocked` naming the process that holds it.
+    The lock is the kernel's (``flock`` via ``filelock``): a process that dies, however it dies,
+    releases it.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._lock = FileLock(str(self.run_dir / LOCK_FILE), timeout=0)
+
+    def __enter__(self) -> RunLock:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            summary = read_summary(self.run_dir) or {}
+            host = (summary.get("provenance") or {}).get("host", "?")
+            raise RunLocked(
+                f"{self.run_dir} is being trained by another process (pid "
+                f"{summary.get('pid', '?')} on {host}); not starting a second one. Wait for it, "
+                "or stop it and launch again to resume."
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def lock_is_held(run_dir: str | Path) -> bool | None:
+    """Whether a live process holds the run's lock; None when that cannot be told (no lock file,
+    or a read-only directory)."""
+    path = Path(run_dir) / LOCK_FILE
+    if not path.is_file():
+        return None
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    except OSError:
+        return None
+    lock.release()
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_status(run_dir: str | Path, summary: Mapping[str, Any] | None) -> str:
+    """A run's status, telling a run that is training now (``running``) from one whose process
+    died without a word (``crashed``: killed, out of memory, segfault); ``incomplete`` when it
+    has no summary."""
+    status = (summary or {}).get("status")
+    if status is None:
+        return "incomplete"
+    if status != "running":
+        return str(status)
+    held = lock_is_held(run_dir)
+    if held is None:  # no lock to ask: the pid, where the run was started on this machine
+        host = ((summary or {}).get("provenance") or {}).get("host")
+        pid = (summary or {}).get("pid")
+        if host == socket.gethostname() and isinstance(pid, int):
+            held = pid_alive(pid)
+        else:
+            return "running"
+    return "running" if held else "crashed"
+
+
+class RunCrashed(RuntimeError):
+    """The process that trained a run died (a signal: segfault, out-of-memory kill, ...)."""
+
+
+def train_in_subprocess(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train a run in a child process (``python -m degradation.runs RUN_DIR``) and return its
+    summary, so that a crash of the training (a segfault, an out-of-memory kill) ends that run
+    only, not the sweep worker that hosts it and the runs beside it.
+
+    The child reads the resolved configuration from ``RUN_DIR/config.yaml``. Its exit code 2
+    (a bad setting, already reported) raises ValueError; death by a signal marks the run
+    ``crashed`` in its summary (the next launch resumes it) and raises :class:`RunCrashed`.
+    """
+    run_dir = Path(run_dir)
+    write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    child = subprocess.run([sys.executable, "-m", "degradation.runs", str(run_dir)], check=False)
+    summary = read_summary(run_dir) or {}
+    if child.returncode == 0 and summary:
+        return summary
+    if child.returncode == 2:
+        raise ValueError(f"{run_dir.name}: not trained (bad setting, see the message above)")
+    if child.returncode < 0:
+        cause = f"killed by signal {signal.Signals(-child.returncode).name}"
+    else:
+        cause = f"exit code {child.returncode}"
+    if summary.get("status") in (None, "running"):
+        summary.update(status="crashed", error=f"training process {cause}")
+        write_summary(run_dir, summary)
+    raise RunCrashed(f"{run_dir.name}: training process {cause}")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -78,13 +220,14 @@ def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
 def hashed_config(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
     """The part of a configuration that determines the result, resolved where possible."""
     container = OmegaConf.to_container(OmegaConf.create(cfg), resolve=False)
-    for key in NOT_HASHED:
+    drop = [(key, None) for key in NOT_HASHED] + list(HASH_DEFAULTS.items())
+    for key, default in drop:
         *parents, leaf = key.split(".")
         node = container
         for name in parents:
             node = node.get(name) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+        if isinstance(node, dict) and leaf in node and (key in NOT_HASHED or node[leaf] == default):
+            node.pop(leaf)
     try:
         return OmegaConf.to_container(OmegaConf.create(container), resolve=True)
     except Exception:  # noqa: BLE001 - an unresolvable extra key: hash its text instead

@@ -17,9 +17,11 @@ checkpoint left it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 import os
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,9 +44,13 @@ from degradation.rundirs import (  # noqa: F401 - re-exported: the run directory
     DONE,
     LAST_CHECKPOINT,
     METRICS_FILE,
+    PREVIOUS_CHECKPOINT,
     SUMMARY_FILE,
+    RunLock,
+    RunLocked,
     family,
     paper_warmup,
+    process_rank,
     provenance,
     read_summary,
     register_resolvers,
@@ -183,6 +189,13 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(
             f"eval_every must be a positive number of iterations; got {cfg.eval_every}"
         )
+    if cfg.trainer.get("sync_batchnorm") and (
+        str(cfg.trainer.get("accelerator")) == "cpu" or not torch.cuda.is_available()
+    ):
+        raise ValueError(
+            "trainer.sync_batchnorm needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on "
+            "CPUs); leave it false here"
+        )
     depth_check = DEPTH_CHECKS.get(str(cfg.model.get("_target_", "")).rsplit(".", 1)[-1])
     if depth_check is not None:
         try:
@@ -281,6 +294,38 @@ def checkpoint_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
 
 
+def resume_point(folder: Path, move_bad: bool = True) -> tuple[Path | None, int]:
+    """The checkpoint to resume from and its step: ``last.ckpt``, or ``previous.ckpt`` when the
+    last one is unreadable; ``(None, 0)`` when there is none (start from scratch).
+
+    An unreadable checkpoint is reported in one line and, with ``move_bad``, renamed to
+    ``<name>.corrupt`` so that it stands in the way of no later launch.
+    """
+    bad = []
+    for name in (LAST_CHECKPOINT, PREVIOUS_CHECKPOINT):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            step = int(checkpoint["global_step"])
+            if not isinstance(checkpoint.get("state_dict"), dict):
+                raise KeyError("state_dict")
+        except Exception as err:  # noqa: BLE001 - a damaged file fails in many ways
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            log.warning("checkpoint %s is unreadable (%s: %s)", path, type(err).__name__, reason)
+            if move_bad:
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+            bad.append(name)
+            continue
+        if bad:
+            log.warning("resuming from the older checkpoint %s (step %d)", path, step)
+        return path, step
+    if bad:
+        log.warning("no readable checkpoint in %s: training this run again from step 0", folder)
+    return None, 0
+
+
 def device_name(device: torch.device) -> str:
     """A readable name of the device a run trains on."""
     if device.type == "cuda":
@@ -309,21 +354,28 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         return previous
     check_config(cfg)
     apply_speed_settings(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    resume_from = last if last.is_file() else None
-    # Hydra keeps .hydra/config.yaml with its interpolations; this copy is fully resolved, so the
-    # run can be rebuilt (e.g. from its checkpoint) without Hydra.
-    write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    if process_rank() != 0:  # a further process of a multi-process run: rank 0 keeps the books
+        return _train(cfg, run_dir, previous, rank_zero=False)
+    with RunLock(run_dir):
+        previous = read_summary(run_dir) or {}  # as it is now that this process holds the run
+        if previous.get("status") in DONE:
+            return previous
+        return _train(cfg, run_dir, previous, rank_zero=True)
+
+
+def _train(cfg: DictConfig, run_dir: Path, previous: dict, rank_zero: bool) -> dict[str, Any]:
+    last, resumed_step = resume_point(run_dir / CHECKPOINT_DIR, move_bad=rank_zero)
+    if rank_zero:
+        # Hydra keeps .hydra/config.yaml with its interpolations; this copy is fully resolved,
+        # so the run can be rebuilt (e.g. from its checkpoint) without Hydra.
+        write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     setup = build(cfg, run_dir)
     datamodule, net, module = setup.datamodule, setup.net, setup.module
     trainer, metrics_logger = setup.trainer, setup.metrics_logger
-    resumed_step = 0
+    resume_from = last
     if resume_from is not None:
-        resumed_step = checkpoint_step(resume_from)
         metrics_logger.resume(resumed_step)
         log.info("resuming %s from step %d (%s)", run_dir.name, resumed_step, resume_from)
-
     residual = bool(getattr(net, "residual", False))
     summary: dict[str, Any] = {
         "run": run_dir.name,
@@ -346,14 +398,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         "pid": os.getpid(),
         "provenance": provenance(device_name(trainer.strategy.root_device)),
     }
-    write_summary(run_dir, summary)
+    save = functools.partial(write_summary, run_dir) if rank_zero else (lambda _: None)
+    save(summary)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-        last_eval = metrics_logger.rows.get(trainer.global_step, {})
-        if "test_error" not in last_eval:
-            trainer.validate(module, datamodule=datamodule, verbose=False)
-        trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / "final.ckpt", weights_only=False)
-        metrics_logger.flush()
+        _fit(setup, resume_from, run_dir)
     except Diverged as err:
         metrics_logger.flush()
         summary.update(
@@ -365,7 +413,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             finished_at=_now(),
             **final_metrics(metrics_logger.frame()),
         )
-        write_summary(run_dir, summary)
+        save(summary)
         log.warning("%s diverged: %s", run_dir.name, err)
         return summary
     except BaseException as err:
@@ -377,7 +425,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             finished_at=_now(),
         )
         metrics_logger.flush()
-        write_summary(run_dir, summary)
+        save(summary)
         raise
     wall = module.wall_time()
     summary.update(
@@ -388,8 +436,20 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         finished_at=_now(),
         **final_metrics(metrics_logger.frame()),
     )
-    write_summary(run_dir, summary)
+    save(summary)
     return summary
+
+
+def _fit(setup: Setup, resume_from: Path | None, run_dir: Path) -> None:
+    """Fit, evaluate at the end if the last step was not, and save the final checkpoint; every
+    process of a multi-process run makes the same calls."""
+    trainer, module, datamodule = setup.trainer, setup.module, setup.datamodule
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    evaluated = "test_error" in setup.metrics_logger.rows.get(trainer.global_step, {})
+    if not trainer.strategy.broadcast(evaluated, src=0):  # rank 0's rows decide for all
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / "final.ckpt", weights_only=False)
+    setup.metrics_logger.flush()
 
 
 def quiet_lightning() -> None:
@@ -400,3 +460,35 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: "Tip:" not in record.getMessage()
     )
+
+
+def _main(argv: Sequence[str]) -> int:
+    """``python -m degradation.runs RUN_DIR``: train the run from its ``config.yaml`` (how
+    sweeps train each run in a process of its own)."""
+    if len(argv) != 1:
+        print("usage: python -m degradation.runs RUN_DIR", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0])
+    logging.basicConfig(
+        level=logging.INFO,
+        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
+        handlers=[logging.StreamHandler(), logging.FileHandler(run_dir / "train.log")],
+    )
+    quiet_lightning()
+    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
+    from degradation.data import DataUnavailableError
+
+    try:
+        train(cfg, run_dir)
+    except (DataUnavailableError, ValueError, RunLocked) as err:
+        log.error("%s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    # Through the package's module, not this __main__ copy, so that classes named in configs
+    # (degradation.runs.MetricsLogger) are the ones the code checks against.
+    from degradation import runs
+
+    sys.exit(runs._main(sys.argv[1:]))

@@ -1,0 +1,263 @@
+"""Typed schemas of the configuration groups users override (Hydra's ConfigStore).
+
+Each YAML file of ``conf/`` starts from one of these schemas (``defaults: [<name>_schema,
+_self_]``), so a value of the wrong type or a key that does not exist is refused while the
+configuration is composed, before anything is written, and :func:`config_error_line` turns
+Hydra's report into one line. Instantiation stays Hydra's ``_target_`` as before. The schemas
+hold exactly the keys of the YAML files (plus Trainer options users may set), so run
+directories keep their names; no torch import here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from degradation.rundirs import register_resolvers
+
+# ------------------------------------------------------------------------------------------
+# Models
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlainNetSchema:
+    """``model=plain``: the 6n+2 family without shortcuts."""
+
+    _target_: str = "degradation.models.cifar_net"
+    depth: int = 20
+    residual: bool = False
+    width: int = 16
+
+
+@dataclass
+class ResNetSchema(PlainNetSchema):
+    """``model=resnet|resnet_b|resnet_c``: the 6n+2 family with shortcut option A, B or C."""
+
+    residual: bool = True
+    shortcut: str = "A"
+
+
+@dataclass
+class ImageNetNetSchema:
+    """``model=plain_imagenet|resnet_imagenet``: ResNet-18/34/50/101/152 and plain twins."""
+
+    _target_: str = "degradation.models.imagenet_net"
+    depth: int = 18
+    residual: bool = True
+    stem: str = "imagenet"
+    width: int = 64
+    stride_in_1x1: bool = False
+
+
+# ------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _InMemoryData:
+    batch_size: int = 128
+    eval_batch_size: int = 128
+    val_size: int = 0
+    pad: int = 4
+    flip: bool = True
+    shuffle_seed: int = 0
+
+
+@dataclass
+class SyntheticSchema(_InMemoryData):
+    """``data=synthetic``."""
+
+    _target_: str = "degradation.data.SyntheticDataModule"
+    num_train: int = 2048
+    num_test: int = 512
+    image_size: int = 32
+    in_channels: int = 3
+    num_classes: int = 10
+    noise: float = 60.0
+    seed: int = 0
+
+
+@dataclass
+class FashionMNISTSchema(_InMemoryData):
+    """``data=fashion_mnist``."""
+
+    _target_: str = "degradation.data.FashionMNISTDataModule"
+    data_dir: str = MISSING
+    search_dirs: list[str] = field(default_factory=list)
+    download: bool = True
+
+
+@dataclass
+class CIFAR10Schema(_InMemoryData):
+    """``data=cifar10``."""
+
+    _target_: str = "degradation.data.CIFAR10DataModule"
+    data_dir: str = MISSING
+    download: bool = True
+
+
+@dataclass
+class ImageFolderSchema:
+    """``data=imagenet``: class folders decoded by DataLoader workers."""
+
+    _target_: str = "degradation.data.ImageFolderDataModule"
+    data_dir: str = MISSING
+    train_dir: str = "train"
+    test_dir: str = "val"
+    image_size: int = 224
+    resize: int = 256
+    batch_size: int = 256
+    eval_batch_size: int = 256
+    num_workers: int = 8
+    shuffle_seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SGDSchema:
+    """``optimizer=sgd``: completed with the parameters inside the LightningModule."""
+
+    _target_: str = "torch.optim.SGD"
+    _partial_: bool = True
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+
+
+@dataclass
+class PaperScheduleSchema:
+    """``scheduler=paper``: step decay in iterations, optional warm-up."""
+
+    _target_: str = "degradation.module.paper_schedule"
+    _partial_: bool = True
+    milestones: list[int] = field(default_factory=lambda: [32000, 48000])
+    gamma: float = 0.1
+    warmup_steps: int = 0
+    warmup_factor: float = 0.1
+
+
+@dataclass
+class TrainerSchema:
+    """``trainer=default``: the Lightning Trainer options this suite uses or documents."""
+
+    _target_: str = "lightning.pytorch.Trainer"
+    max_steps: int = 64000
+    max_epochs: int = -1
+    accelerator: str = "auto"
+    # an int, a list of device indices, "auto" or "-1"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    sync_batchnorm: bool = False
+    precision: str = "auto"
+    benchmark: bool = True
+    deterministic: Any = None
+    val_check_interval: Any = None
+    check_val_every_n_epoch: Any = None
+    num_sanity_val_steps: int = 0
+    log_every_n_steps: int = 1
+    enable_model_summary: bool = False
+    enable_checkpointing: bool = False
+    enable_progress_bar: bool = True
+    gradient_clip_val: Any = None
+    default_root_dir: Any = None
+
+
+@dataclass
+class SpeedSchema:
+    """``speed.*``: how fast, never what is computed."""
+
+    # true, false or "auto"
+    channels_last: Any = "auto"
+    compile: bool = False
+
+
+@dataclass
+class TrainSchema:
+    """The top level of ``conf/train.yaml``; the groups carry their own schemas."""
+
+    data: Any = MISSING
+    model: Any = MISSING
+    trainer: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: Any = None
+    callbacks: Any = None
+    logger: Any = None
+    seed: int = 0
+    eval_every: int = 1000
+    data_dir: str = "data"
+    threads: int | None = None
+    speed: SpeedSchema = field(default_factory=SpeedSchema)
+
+
+SCHEMAS: dict[tuple[str | None, str], type] = {
+    (None, "train_schema"): TrainSchema,
+    ("model", "plain_schema"): PlainNetSchema,
+    ("model", "resnet_schema"): ResNetSchema,
+    ("model", "imagenet_net_schema"): ImageNetNetSchema,
+    ("data", "synthetic_schema"): SyntheticSchema,
+    ("data", "fashion_mnist_schema"): FashionMNISTSchema,
+    ("data", "cifar10_schema"): CIFAR10Schema,
+    ("data", "imagenet_schema"): ImageFolderSchema,
+    ("optimizer", "sgd_schema"): SGDSchema,
+    ("scheduler", "paper_schema"): PaperScheduleSchema,
+    ("trainer", "trainer_schema"): TrainerSchema,
+}
+
+
+def register() -> None:
+    """Make the schemas and the ``${run_dir_name:...}`` resolvers available to Hydra."""
+    register_resolvers()
+    store = ConfigStore.instance()
+    for (group, name), schema in SCHEMAS.items():
+        store.store(group=group, name=name, node=schema)
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse keys that a group's schema does not have (``+model.foo=1`` gets past Hydra)."""
+    for group in ("model", "data", "optimizer", "scheduler", "trainer", "speed"):
+        node = cfg.get(group)
+        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        if schema is None or not dataclasses.is_dataclass(schema):
+            continue
+        known = [f.name for f in dataclasses.fields(schema)]
+        for key in node:
+            if key not in known:
+                expected = ", ".join(k for k in known if not k.startswith("_"))
+                raise ValueError(
+                    f"{group}.{key}: no such key in {schema.__name__} (expected one of: {expected})"
+                )
+
+
+def config_error_line(err: BaseException) -> str:
+    """One line for a composition error: the key, the value and what was expected."""
+    text = str(err).strip()
+    if "Could not find" in text and "Available options" in text:
+        head, _, options = text.partition("Available options")
+        group, _, names = options.partition("Config search path")[0].partition(":")
+        names = [n.strip() for n in names.split() if n.strip() and not n.endswith("_schema")]
+        return f"configuration error: {head.strip()}; available options{group}: {', '.join(names)}"
+    cause = err
+    while cause.__cause__ is not None and not getattr(cause, "full_key", None):
+        cause = cause.__cause__
+    lines = str(cause).strip().splitlines()
+    message = lines[0] if lines else type(cause).__name__
+    key = getattr(cause, "full_key", None)
+    if key and key not in message:
+        message = f"{key}: {message}"
+    schema = getattr(cause, "object_type", None)
+    if "not in" in message and dataclasses.is_dataclass(schema):
+        keys = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_")]
+        message += f" (expected one of: {', '.join(keys)})"
+    return f"configuration error: {message}"
