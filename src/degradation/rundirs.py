@@ -174,8 +174,9 @@ def train_in_subprocess(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     only, not the sweep worker that hosts it and the runs beside it.
 
     The child reads the resolved configuration from ``RUN_DIR/config.yaml``. Its exit code 2
-    (a bad setting, already reported) raises ValueError; death by a signal marks the run
-    ``crashed`` in its summary (the next launch resumes it) and raises :class:`RunCrashed`.
+    (a bad setting, already reported) raises ValueError, a failure the child recorded raises
+    RuntimeError; any other end (death by a signal) marks the run ``crashed`` in its summary
+    (the next launch resumes it) and raises :class:`RunCrashed`.
     """
     run_dir = Path(run_dir)
     write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
@@ -185,6 +186,8 @@ def train_in_subprocess(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         return summary
     if child.returncode == 2:
         raise ValueError(f"{run_dir.name}: not trained (bad setting, see the message above)")
+    if child.returncode > 0 and summary.get("status") == "failed":
+        raise RuntimeError(f"{run_dir.name} failed: {summary.get('error')}")
     if child.returncode < 0:
         cause = f"killed by signal {signal.Signals(-child.returncode).name}"
     else:
