@@ -19,9 +19,11 @@ import platform
 import hydra
 import lightning
 import torch
+import torchvision
 
 print(f"python {platform.python_version()}, torch {torch.__version__}, "
-      f"lightning {lightning.__version__}, hydra {hydra.__version__}")
+      f"torchvision {torchvision.__version__}, lightning {lightning.__version__}, "
+      f"hydra {hydra.__version__} (installed with constraints.txt)")
 PY
 )
 mkdir -p "$out"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,19 @@ def run_train(*overrides: str, cwd: Path = ROOT, timeout: int = 600) -> subproce
         text=True,
         timeout=timeout,
     )
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Poll until ``condition()`` holds (a file appeared, a step was reached); fail if the
+    process ends first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"process ended first: {process.stderr.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
 
 
 # Tiny but real training settings for subprocess tests on synthetic data.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT, TINY, run_train
+from conftest import ROOT, TINY, run_train, wait_for
 from degradation.results import collect
 from degradation.rundirs import RunLock, RunLocked, run_status, write_summary
 
@@ -116,7 +116,7 @@ def test_killed_run_is_reported_crashed_then_resumed(tmp_path):
     command = [sys.executable, str(ROOT / "experiments" / "train.py"), *args,
                f"hydra.run.dir={run_dir}"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _wait_for_file(run_dir / "checkpoints" / "last.ckpt", process)
+    wait_for((run_dir / "checkpoints" / "last.ckpt").is_file, process)
     process.send_signal(signal.SIGKILL)  # as the out-of-memory killer would
     process.wait()
 
@@ -143,7 +143,7 @@ def test_a_crash_in_a_parallel_sweep_ends_that_run_only(tmp_path):
     command = [sys.executable, str(ROOT / "experiments" / "train.py"), *args]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     plain = lambda: next(sweep.glob("plain*"), None)  # noqa: E731
-    _wait_for_file(lambda: plain() and (plain() / "checkpoints" / "last.ckpt"), process)
+    wait_for(lambda: plain() and (plain() / "checkpoints" / "last.ckpt").is_file(), process)
     os.kill(summary_of(plain())["pid"], signal.SIGSEGV)  # the crash of issue 12, in one run
     _, stderr = process.communicate(timeout=600)
     assert process.returncode != 0  # the sweep reports its failed job, after all jobs ran
@@ -179,20 +179,3 @@ def test_wrong_type_or_unknown_key_is_one_line_and_exit_2(tmp_path, override, ex
     assert len(errors) >= 1 and expected in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()  # nothing written
-
-
-def _wait_for_file(path, process: subprocess.Popen, timeout: float = 300) -> None:
-    """Wait until ``path`` (or ``path()``) is a file; fail if the process ends first."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        target = path() if callable(path) else path
-        if target and Path(target).is_file():
-            return
-        if process.poll() is not None:
-            raise AssertionError(f"process ended first: {process.stderr.read()[-3000:]}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)

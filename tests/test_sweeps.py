@@ -9,14 +9,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import ROOT, TINY, run_train
+from conftest import ROOT, TINY, run_train, wait_for
 from degradation.config import register as register_resolvers
 from degradation.rundirs import config_hash
 
@@ -25,19 +24,6 @@ HASHED_NAME = re.compile(r"^(plain|resnet)\d+(-[BC])?(-w\d+)?-\w+-seed\d+-[0-9a-
 
 def summary_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
-
-
-def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
-    """Poll until ``condition()`` holds (a file appeared, a step was reached); fail if the
-    process ends first or the time runs out."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"process ended first: {process.stderr.read()[-3000:]}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
 
 
 def test_sigkilled_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
