@@ -17,7 +17,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, InstantiationException
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
@@ -27,7 +27,7 @@ from degradation.rundirs import (
     DONE,
     RunCrashed,
     RunLocked,
-    process_rank,
+    is_rank_zero,
     read_summary,
     train_in_subprocess,
 )
@@ -37,9 +37,14 @@ register()
 
 
 def remove_if_fresh(run_dir: str) -> None:
-    """Delete a run directory that holds nothing but what Hydra wrote at launch."""
+    """Delete a run directory that holds nothing but what a refused launch wrote (Hydra's
+    record and log, the lock, the resolved config); anything else in it keeps it."""
     path = Path(run_dir)
-    if path.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in path.iterdir()):
+    launch_files = {".hydra", ".lock", "config.yaml"}
+    if path.is_dir() and all(
+        p.name in launch_files or p.suffix == ".log" or p.name.startswith(".launch-")
+        for p in path.iterdir()
+    ):
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -56,11 +61,10 @@ def main(cfg: DictConfig) -> float | None:
         return summary.get("final_test_error")
 
     # Imported only when there is training to do: a finished run is skipped in about a second.
-    from degradation.data import DataUnavailableError
-    from degradation.runs import quiet_lightning, train
+    from degradation.runs import quiet_lightning, train, user_error
 
     quiet_lightning()
-    rank_zero = process_rank() == 0
+    rank_zero = is_rank_zero()
     if rank_zero:
         log.info("run directory: %s", run_dir)
     try:
@@ -71,13 +75,18 @@ def main(cfg: DictConfig) -> float | None:
     except RunCrashed as err:
         log.error("%s; launch again to resume it", err)
         raise
-    except (DataUnavailableError, ValueError, InstantiationException, RunLocked) as err:
-        cause = err.__cause__ if isinstance(err, InstantiationException) else None
-        message = cause if isinstance(cause, (ValueError, DataUnavailableError)) else err
-        log.error("%s", message)
-        if not isinstance(err, RunLocked):
-            log.error("run not trained")
-            remove_if_fresh(run_dir)
+    except RunLocked as err:
+        log.error("%s", err)
+        if multirun:
+            raise
+        sys.exit(2)
+    except Exception as err:
+        message = user_error(err)
+        if message is None:
+            raise
+        if not multirun:  # in a sweep the run's own process has said it already
+            log.error("%s (not trained)", message)
+        remove_if_fresh(run_dir)
         if multirun:  # let Hydra record the failed job and go on with the others
             raise
         sys.exit(2)
@@ -99,16 +108,27 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def cli() -> None:
-    """Run :func:`main`; a configuration that cannot be composed is one line and exit code 2."""
-    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach us as exceptions
+    """Run :func:`main` with errors in one line: a configuration that cannot be composed exits
+    with code 2, a failed job of a sweep (reported above) with code 1. HYDRA_FULL_ERROR=1 shows
+    the tracebacks instead."""
+    user_wants_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # errors reach us as exceptions, not printed by Hydra
     try:
         main()
     except (HydraException, OmegaConfBaseException) as err:
-        if full_error:
+        if user_wants_traces:
             raise
         print(config_error_line(err), file=sys.stderr)
         sys.exit(2)
+    except Exception as err:
+        if user_wants_traces:
+            raise
+        first = (str(err).strip().splitlines() or [""])[0]
+        print(f"error: {type(err).__name__}: {first}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        if not user_wants_traces:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
 if __name__ == "__main__":

@@ -176,6 +176,36 @@ def test_wrong_type_or_unknown_key_is_one_line_and_exit_2(tmp_path, override, ex
     result = run_train(*TINY, override, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "error" in line]
-    assert len(errors) >= 1 and expected in errors[0], result.stderr[-2000:]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_a_bad_setting_in_a_sweep_fails_that_run_only_and_leaves_no_directory(tmp_path):
+    result = run_train("-m", *TRAIN, "trainer.max_steps=10", "model=resnet", "model.shortcut=A,D",
+                       f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert result.returncode == 1
+    assert "shortcut must be one of A, B, C; got 'D'" in result.stderr
+    assert "crashed" not in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ValueError: resnet8-D-")
+    (run_dir,) = [p.parent for p in tmp_path.glob("*/summary.json")]
+    assert run_dir.name.startswith("resnet8-w8") and summary_of(run_dir)["status"] == "finished"
+    assert not list(tmp_path.glob("resnet8-D-*"))
+
+
+def test_a_run_being_trained_is_refused_inside_a_sweep_too(tmp_path):
+    args = ["-m", *TRAIN, "trainer.max_steps=10", "model=plain", f"hydra.sweep.dir={tmp_path}"]
+    first = run_train(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (run_dir,) = [p.parent for p in tmp_path.glob("*/summary.json")]
+    summary = summary_of(run_dir)
+    summary["status"] = "running"
+    write_summary(run_dir, summary)
+    config = (run_dir / "config.yaml").read_bytes()
+    with RunLock(run_dir):
+        again = run_train(*args)
+    assert again.returncode == 1
+    assert "being trained by another process" in again.stderr
+    assert (run_dir / "config.yaml").read_bytes() == config  # the live run's record untouched
+    assert summary_of(run_dir)["status"] == "running"
+    assert not list(run_dir.glob(".launch-*"))

@@ -13,6 +13,8 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from torch import nn
 
+from degradation.rundirs import PREVIOUS_CHECKPOINT
+
 log = logging.getLogger("degradation")
 
 
@@ -135,5 +137,5 @@ class LastCheckpoint(L.Callback):
         if trainer.is_global_zero:
             self.dirpath.mkdir(parents=True, exist_ok=True)
             if self.path.is_file():
-                os.replace(self.path, self.dirpath / "previous.ckpt")
+                os.replace(self.path, self.dirpath / PREVIOUS_CHECKPOINT)
         trainer.save_checkpoint(self.path, weights_only=False)

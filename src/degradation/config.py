@@ -224,8 +224,16 @@ def register() -> None:
         store.store(group=group, name=name, node=schema)
 
 
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainSchema))
+
+
 def check_keys(cfg: DictConfig) -> None:
     """Refuse keys that a group's schema does not have (``+model.foo=1`` gets past Hydra)."""
+    for key in cfg:
+        if key not in TRAIN_KEYS:
+            raise ValueError(
+                f"{key}: no such key at the top level (expected one of: {', '.join(TRAIN_KEYS)})"
+            )
     for group in ("model", "data", "optimizer", "scheduler", "trainer", "speed"):
         node = cfg.get(group)
         schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None

@@ -8,6 +8,7 @@ computes. Launching the same sweep again therefore finds each run's directory, a
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -16,11 +17,12 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 METRICS_FILE = "metrics.csv"
@@ -73,63 +75,84 @@ class RunLocked(RuntimeError):
     """Another live process is training this run."""
 
 
-def process_rank() -> int:
-    """This process's global rank in a multi-process (DDP) training, 0 when there is none.
+def is_rank_zero() -> bool:
+    """Whether this process keeps a run's books: true unless it is a further process of a
+    multi-process (DDP) training.
 
-    Read from the environment that the launchers set (Lightning's own launcher and torchrun:
-    ``RANK``/``LOCAL_RANK``; SLURM: ``SLURM_PROCID``), as Lightning does, before any Trainer.
+    Read from the environment that launchers set (torchrun: ``RANK``; Lightning's own launcher:
+    ``LOCAL_RANK`` and ``NODE_RANK``; SLURM: ``SLURM_PROCID``), as Lightning does, before any
+    Trainer exists.
     """
-    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        value = os.environ.get(name)
-        if value is not None:
-            return int(value)
-    return 0
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"]) == 0
+    if "LOCAL_RANK" in env or "NODE_RANK" in env:
+        return int(env.get("LOCAL_RANK", 0)) == 0 and int(env.get("NODE_RANK", 0)) == 0
+    for name in ("SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if name in env:
+            return int(env[name]) == 0
+    return True
 
 
 class RunLock:
     """An exclusive lock on a run directory while one process trains it (``with RunLock(d):``).
 
     A second launch of the same run raises :class:`RunLocked` naming the process that holds it.
-    The lock is the kernel's (``flock`` via ``filelock``): a process that dies, however it dies,
-    releases it.
+    The lock is the kernel's (``flock`` on ``RUN_DIR/.lock``): a process that dies, however it
+    dies, releases it. Acquiring retries for ``wait`` seconds, so that a momentary probe
+    (:func:`lock_is_held`, e.g. by an analysis) does not turn a launch away.
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
-        self.run_dir = Path(run_dir)
-        self._lock = FileLock(str(self.run_dir / LOCK_FILE), timeout=0)
+    def __init__(self, run_dir: str | Path, wait: float = 1.0) -> None:
+        self.run_dir, self.wait = Path(run_dir), wait
+        self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._lock.acquire()
-        except Timeout:
-            summary = read_summary(self.run_dir) or {}
-            host = (summary.get("provenance") or {}).get("host", "?")
-            raise RunLocked(
-                f"{self.run_dir} is being trained by another process (pid "
-                f"{summary.get('pid', '?')} on {host}); not starting a second one. Wait for it, "
-                "or stop it and launch again to resume."
-            ) from None
+        fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                os.close(fd)
+                summary = read_summary(self.run_dir) or {}
+                host = (summary.get("provenance") or {}).get("host", "?")
+                raise RunLocked(
+                    f"{self.run_dir} is being trained by another process (pid "
+                    f"{summary.get('pid', '?')} on {host}); not starting a second one. Wait for "
+                    "it, or stop it and launch again to resume."
+                ) from None
+        self._fd = fd
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def lock_is_held(run_dir: str | Path) -> bool | None:
     """Whether a live process holds the run's lock; None when that cannot be told (no lock file,
-    or a read-only directory)."""
+    or one that cannot be opened)."""
     path = Path(run_dir) / LOCK_FILE
-    if not path.is_file():
-        return None
-    lock = FileLock(str(path), timeout=0)
     try:
-        lock.acquire()
-    except Timeout:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
         return True
     except OSError:
         return None
-    lock.release()
+    finally:
+        os.close(fd)  # closing also lets go of the probe's shared lock
     return False
 
 
@@ -168,30 +191,47 @@ class RunCrashed(RuntimeError):
     """The process that trained a run died (a signal: segfault, out-of-memory kill, ...)."""
 
 
-def train_in_subprocess(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Train a run in a child process (``python -m degradation.runs RUN_DIR``) and return its
-    summary, so that a crash of the training (a segfault, an out-of-memory kill) ends that run
-    only, not the sweep worker that hosts it and the runs beside it.
+# Exit codes of ``python -m degradation.runs``: a bad setting or missing data, and a run that
+# another live process is training.
+EXIT_BAD_SETTING, EXIT_LOCKED = 2, 3
 
-    The child reads the resolved configuration from ``RUN_DIR/config.yaml``. Its exit code 2
-    (a bad setting, already reported) raises ValueError, a failure the child recorded raises
-    RuntimeError; any other end (death by a signal) marks the run ``crashed`` in its summary
-    (the next launch resumes it) and raises :class:`RunCrashed`.
+
+def train_in_subprocess(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train a run in a child process (``python -m degradation.runs RUN_DIR CONFIG``) and return
+    its summary, so that a crash of the training (a segfault, an out-of-memory kill) ends that
+    run only, not the sweep worker that hosts it and the runs beside it.
+
+    The child reads the resolved configuration from a launch file beside the run. A bad setting
+    (already reported by the child) raises ValueError, a run being trained elsewhere
+    :class:`RunLocked`, a failure the child recorded RuntimeError; death by a signal marks the
+    run ``crashed`` in its summary (the next launch resumes it) and raises :class:`RunCrashed`.
     """
     run_dir = Path(run_dir)
-    write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    child = subprocess.run([sys.executable, "-m", "degradation.runs", str(run_dir)], check=False)
+    launch = run_dir / f".launch-{os.getpid()}-{uuid.uuid4().hex[:8]}.yaml"
+    write_atomic(launch, OmegaConf.to_yaml(cfg, resolve=True))
+    command = [sys.executable, "-m", "degradation.runs", str(run_dir), str(launch)]
+    child = subprocess.Popen(command)
+    try:
+        returncode = child.wait()
+    except KeyboardInterrupt:  # the child got it too: let it record "interrupted" and stop
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        raise
+    finally:
+        launch.unlink(missing_ok=True)
     summary = read_summary(run_dir) or {}
-    if child.returncode == 0 and summary:
+    if returncode == 0 and summary:
         return summary
-    if child.returncode == 2:
-        raise ValueError(f"{run_dir.name}: not trained (bad setting, see the message above)")
-    if child.returncode > 0 and summary.get("status") == "failed":
-        raise RuntimeError(f"{run_dir.name} failed: {summary.get('error')}")
-    if child.returncode < 0:
-        cause = f"killed by signal {signal.Signals(-child.returncode).name}"
-    else:
-        cause = f"exit code {child.returncode}"
+    if returncode == EXIT_BAD_SETTING:
+        raise ValueError(f"{run_dir.name}: not trained (see the message above)")
+    if returncode == EXIT_LOCKED:
+        raise RunLocked(f"{run_dir.name}: being trained by another process; not started again")
+    if returncode > 0:
+        error = summary.get("error") if summary.get("status") == "failed" else None
+        raise RuntimeError(f"{run_dir.name} failed: {error or f'exit code {returncode}'}")
+    cause = f"killed by signal {signal.Signals(-returncode).name}"
     if summary.get("status") in (None, "running"):
         summary.update(status="crashed", error=f"training process {cause}")
         write_summary(run_dir, summary)
@@ -201,7 +241,7 @@ def train_in_subprocess(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 

@@ -31,17 +31,21 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from degradation.data.base import DataUnavailableError
 from degradation.models import check_depth, check_imagenet_depth, count_parameters
 from degradation.module import DegradationModule, Diverged
 from degradation.rundirs import (  # noqa: F401 - re-exported: the run directory's vocabulary
     CHECKPOINT_DIR,
     CONFIG_FILE,
     DONE,
+    EXIT_BAD_SETTING,
+    EXIT_LOCKED,
     LAST_CHECKPOINT,
     METRICS_FILE,
     PREVIOUS_CHECKPOINT,
@@ -49,8 +53,8 @@ from degradation.rundirs import (  # noqa: F401 - re-exported: the run directory
     RunLock,
     RunLocked,
     family,
+    is_rank_zero,
     paper_warmup,
-    process_rank,
     provenance,
     read_summary,
     register_resolvers,
@@ -189,6 +193,19 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(
             f"eval_every must be a positive number of iterations; got {cfg.eval_every}"
         )
+    channels_last = (cfg.get("speed") or {}).get("channels_last", False)
+    if channels_last not in (True, False, "auto"):
+        raise ValueError(f"speed.channels_last must be true, false or auto; got {channels_last!r}")
+    devices = cfg.trainer.get("devices", 1)
+    per_node = len(devices) if isinstance(devices, ListConfig) else devices
+    batch = cfg.data.get("batch_size")
+    if isinstance(per_node, int) and per_node > 0 and isinstance(batch, int):
+        processes = per_node * int(cfg.trainer.get("num_nodes", 1))
+        if batch % processes:
+            raise ValueError(
+                f"data.batch_size={batch} is the global batch and cannot be shared evenly by "
+                f"{processes} processes; choose a batch size divisible by {processes}"
+            )
     if cfg.trainer.get("sync_batchnorm") and (
         str(cfg.trainer.get("accelerator")) == "cpu" or not torch.cuda.is_available()
     ):
@@ -289,11 +306,6 @@ def build(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[Any] =
     return Setup(datamodule, net, module, trainer, metrics_logger)
 
 
-def checkpoint_step(path: Path) -> int:
-    """The number of updates done when a checkpoint was written."""
-    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
-
-
 def resume_point(folder: Path, move_bad: bool = True) -> tuple[Path | None, int]:
     """The checkpoint to resume from and its step: ``last.ckpt``, or ``previous.ckpt`` when the
     last one is unreadable; ``(None, 0)`` when there is none (start from scratch).
@@ -307,7 +319,7 @@ def resume_point(folder: Path, move_bad: bool = True) -> tuple[Path | None, int]
         if not path.is_file():
             continue
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
             step = int(checkpoint["global_step"])
             if not isinstance(checkpoint.get("state_dict"), dict):
                 raise KeyError("state_dict")
@@ -354,7 +366,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         return previous
     check_config(cfg)
     apply_speed_settings(cfg)
-    if process_rank() != 0:  # a further process of a multi-process run: rank 0 keeps the books
+    if not is_rank_zero():  # a further process of a multi-process run: rank 0 keeps the books
         return _train(cfg, run_dir, previous, rank_zero=False)
     with RunLock(run_dir):
         previous = read_summary(run_dir) or {}  # as it is now that this process holds the run
@@ -462,27 +474,43 @@ def quiet_lightning() -> None:
     )
 
 
+def user_error(err: BaseException) -> str | None:
+    """The message of an error the user fixes in the command line (a bad setting, missing data),
+    also when Hydra's instantiation wraps it; None for any other error."""
+    if isinstance(err, InstantiationException) and isinstance(
+        err.__cause__, (ValueError, DataUnavailableError)
+    ):
+        err = err.__cause__
+    if isinstance(err, (ValueError, DataUnavailableError)):
+        return str(err)
+    return None
+
+
 def _main(argv: Sequence[str]) -> int:
-    """``python -m degradation.runs RUN_DIR``: train the run from its ``config.yaml`` (how
-    sweeps train each run in a process of its own)."""
-    if len(argv) != 1:
-        print("usage: python -m degradation.runs RUN_DIR", file=sys.stderr)
-        return 2
-    run_dir = Path(argv[0])
+    """``python -m degradation.runs RUN_DIR CONFIG``: train the run from a resolved configuration
+    file (how sweeps train each run in a process of its own)."""
+    if len(argv) != 2:
+        print("usage: python -m degradation.runs RUN_DIR CONFIG_YAML", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    run_dir, config = Path(argv[0]), Path(argv[1])
+    run_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=logging.INFO,
         format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
         handlers=[logging.StreamHandler(), logging.FileHandler(run_dir / "train.log")],
     )
     quiet_lightning()
-    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
-    from degradation.data import DataUnavailableError
-
     try:
-        train(cfg, run_dir)
-    except (DataUnavailableError, ValueError, RunLocked) as err:
+        train(OmegaConf.load(config), run_dir)
+    except RunLocked as err:
         log.error("%s", err)
-        return 2
+        return EXIT_LOCKED
+    except Exception as err:
+        message = user_error(err)
+        if message is None:
+            raise
+        log.error("%s (not trained)", message)
+        return EXIT_BAD_SETTING
     return 0
 
 
