@@ -32,6 +32,8 @@ class PlainNetSchema:
     depth: int = 20
     residual: bool = False
     width: int = 16
+    # batch (BN after every conv, the paper) or none (no normalization; convs with a bias)
+    norm: str = "batch"
 
 
 @dataclass
@@ -52,6 +54,7 @@ class ImageNetNetSchema:
     stem: str = "imagenet"
     width: int = 64
     stride_in_1x1: bool = False
+    norm: str = "batch"
 
 
 # ------------------------------------------------------------------------------------------

@@ -14,6 +14,20 @@ from torch import nn
 from degradation.rundirs import family  # noqa: F401 - part of this module's vocabulary
 
 SHORTCUTS = ("A", "B", "C")
+# model.norm: BN after every conv (the paper), or no normalization at all (convs get a bias).
+NORMS = ("batch", "none")
+
+
+def check_norm(norm: str) -> str:
+    """Return ``norm`` if it is one of :data:`NORMS`, else raise a ValueError."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
+    return norm
+
+
+def norm2d(channels: int, norm: str) -> nn.Module:
+    """The layer after a conv: BatchNorm2d, or an identity when ``norm`` is ``none``."""
+    return nn.BatchNorm2d(channels) if norm == "batch" else nn.Identity()
 
 
 def valid_depths(limit: int = 1202) -> list[int]:
@@ -41,18 +55,21 @@ def check_sizes(width: int, in_channels: int, num_classes: int) -> None:
 
 
 def he_init(net: nn.Module, mode: str) -> None:
-    """He (Kaiming) normal init of every conv (``mode`` fan_in or fan_out), BN to identity."""
+    """He (Kaiming) normal init of every conv (``mode`` fan_in or fan_out), conv biases (nets
+    without BN) to zero, BN to identity."""
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
 
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    """3x3 convolution, padding 1, no bias (a BN follows every conv)."""
-    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
+    """3x3 convolution, padding 1; no bias where a BN follows (``bias`` for nets without BN)."""
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
 
 
 class ZeroPadShortcut(nn.Module):
@@ -73,19 +90,23 @@ class ZeroPadShortcut(nn.Module):
         return x
 
 
-def projection(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
-    """Options B and C: 1x1 convolution (with stride) followed by BN."""
+def projection(
+    in_channels: int, out_channels: int, stride: int, norm: str = "batch"
+) -> nn.Sequential:
+    """Options B and C: 1x1 convolution (with stride) followed by BN (or by nothing)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-        nn.BatchNorm2d(out_channels),
+        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=norm == "none"),
+        norm2d(out_channels, norm),
     )
 
 
-def make_shortcut(option: str, in_channels: int, out_channels: int, stride: int) -> nn.Module:
+def make_shortcut(
+    option: str, in_channels: int, out_channels: int, stride: int, norm: str = "batch"
+) -> nn.Module:
     """The shortcut of one block for option A, B or C."""
     changes_shape = stride != 1 or in_channels != out_channels
     if option == "C" or (option == "B" and changes_shape):
-        return projection(in_channels, out_channels, stride)
+        return projection(in_channels, out_channels, stride, norm)
     if option == "A" and changes_shape:
         return ZeroPadShortcut(in_channels, out_channels, stride)
     return nn.Identity()
@@ -101,14 +122,16 @@ class Block(nn.Module):
         stride: int,
         residual: bool,
         shortcut: str = "A",
+        norm: str = "batch",
     ) -> None:
         super().__init__()
-        self.conv1 = conv3x3(in_channels, out_channels, stride)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = conv3x3(out_channels, out_channels)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        bias = norm == "none"
+        self.conv1 = conv3x3(in_channels, out_channels, stride, bias)
+        self.bn1 = norm2d(out_channels, norm)
+        self.conv2 = conv3x3(out_channels, out_channels, bias=bias)
+        self.bn2 = norm2d(out_channels, norm)
         self.shortcut = (
-            make_shortcut(shortcut, in_channels, out_channels, stride) if residual else None
+            make_shortcut(shortcut, in_channels, out_channels, stride, norm) if residual else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,6 +153,7 @@ class CifarNet(nn.Module):
         width: int = 16,
         in_channels: int = 3,
         num_classes: int = 10,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         n = check_depth(depth)
@@ -137,15 +161,18 @@ class CifarNet(nn.Module):
             raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
         check_sizes(width, in_channels, num_classes)
         self.depth, self.residual, self.shortcut = depth, residual, shortcut
+        self.norm = check_norm(norm)
         self.stem = nn.Sequential(
-            conv3x3(in_channels, width), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+            conv3x3(in_channels, width, bias=norm == "none"),
+            norm2d(width, norm),
+            nn.ReLU(inplace=True),
         )
         stages, channels = [], width
         for i, stage_width in enumerate((width, 2 * width, 4 * width)):
             blocks = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(Block(channels, stage_width, stride, residual, shortcut))
+                blocks.append(Block(channels, stage_width, stride, residual, shortcut, norm))
                 channels = stage_width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
@@ -169,9 +196,11 @@ def cifar_net(
     width: int = 16,
     in_channels: int = 3,
     num_classes: int = 10,
+    norm: str = "batch",
 ) -> nn.Module:
-    """The paper's CIFAR net of depth 6n+2; ``residual`` switches the shortcuts on."""
-    return CifarNet(depth, residual, shortcut, width, in_channels, num_classes)
+    """The paper's CIFAR net of depth 6n+2; ``residual`` switches the shortcuts on, ``norm``
+    (``batch`` or ``none``) the BN layers."""
+    return CifarNet(depth, residual, shortcut, width, in_channels, num_classes, norm)
 
 
 def _contiguous_inputs(module: nn.Module, args: tuple) -> tuple:
@@ -234,10 +263,12 @@ def check_imagenet_depth(depth: int) -> tuple[str, tuple[int, ...]]:
     return IMAGENET_DEPTHS[depth]
 
 
-def _projection_if(residual: bool, in_channels: int, out_channels: int, stride: int):
+def _projection_if(
+    residual: bool, in_channels: int, out_channels: int, stride: int, norm: str = "batch"
+):
     """The projection shortcut (1x1 conv + BN) where a residual block changes shape, else None."""
     if residual and (stride != 1 or in_channels != out_channels):
-        return projection(in_channels, out_channels, stride)
+        return projection(in_channels, out_channels, stride, norm)
     return None
 
 
@@ -247,16 +278,23 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, in_channels: int, planes: int, stride: int, residual: bool, stride_in_1x1: bool
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int,
+        residual: bool,
+        stride_in_1x1: bool,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         self.residual = residual
-        self.conv1 = conv3x3(in_channels, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        bias = norm == "none"
+        self.conv1 = conv3x3(in_channels, planes, stride, bias)
+        self.bn1 = norm2d(planes, norm)
+        self.conv2 = conv3x3(planes, planes, bias=bias)
+        self.bn2 = norm2d(planes, norm)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = _projection_if(residual, in_channels, planes, stride)
+        self.downsample = _projection_if(residual, in_channels, planes, stride, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -276,21 +314,28 @@ class BottleneckBlock(nn.Module):
     expansion = 4
 
     def __init__(
-        self, in_channels: int, planes: int, stride: int, residual: bool, stride_in_1x1: bool
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int,
+        residual: bool,
+        stride_in_1x1: bool,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         self.residual = residual
         out_channels = planes * self.expansion
+        bias = norm == "none"
         self.conv1 = nn.Conv2d(
-            in_channels, planes, 1, stride=stride if stride_in_1x1 else 1, bias=False
+            in_channels, planes, 1, stride=stride if stride_in_1x1 else 1, bias=bias
         )
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, 1 if stride_in_1x1 else stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.bn1 = norm2d(planes, norm)
+        self.conv2 = conv3x3(planes, planes, 1 if stride_in_1x1 else stride, bias)
+        self.bn2 = norm2d(planes, norm)
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=bias)
+        self.bn3 = norm2d(out_channels, norm)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = _projection_if(residual, in_channels, out_channels, stride)
+        self.downsample = _projection_if(residual, in_channels, out_channels, stride, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -320,6 +365,7 @@ class ImageNetNet(nn.Module):
         in_channels: int = 3,
         num_classes: int = 1000,
         stride_in_1x1: bool = False,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         kind, counts = check_imagenet_depth(depth)
@@ -327,22 +373,24 @@ class ImageNetNet(nn.Module):
             raise ValueError(f"stem must be one of {', '.join(STEMS)}; got {stem!r}")
         check_sizes(width, in_channels, num_classes)
         self.depth, self.residual, self.stem_kind = depth, residual, stem
+        self.norm = check_norm(norm)
+        bias = norm == "none"
         self.shortcut = "B"  # identity, projections where the shape changes
         block = BasicBlock if kind == "basic" else BottleneckBlock
         if stem == "imagenet":
-            self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=bias)
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         else:
-            self.conv1 = conv3x3(in_channels, width)
+            self.conv1 = conv3x3(in_channels, width, bias=bias)
             self.maxpool = nn.Identity()
-        self.bn1 = nn.BatchNorm2d(width)
+        self.bn1 = norm2d(width, norm)
         self.relu = nn.ReLU(inplace=True)
         channels = width
         for i, count in enumerate(counts):
             planes, blocks = width * 2**i, []
             for j in range(count):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(block(channels, planes, stride, residual, stride_in_1x1))
+                blocks.append(block(channels, planes, stride, residual, stride_in_1x1, norm))
                 channels = planes * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -367,9 +415,11 @@ def imagenet_net(
     in_channels: int = 3,
     num_classes: int = 1000,
     stride_in_1x1: bool = False,
+    norm: str = "batch",
 ) -> nn.Module:
-    """ResNet-``depth`` of the ImageNet family, or its plain twin when ``residual`` is False."""
-    return ImageNetNet(depth, residual, stem, width, in_channels, num_classes, stride_in_1x1)
+    """ResNet-``depth`` of the ImageNet family, or its plain twin when ``residual`` is False;
+    ``norm=none`` leaves out the BN layers."""
+    return ImageNetNet(depth, residual, stem, width, in_channels, num_classes, stride_in_1x1, norm)
 
 
 def multiply_adds(net: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224, 224)) -> int:

@@ -19,9 +19,19 @@ from degradation.rundirs import run_status
 from degradation.runs import METRICS_FILE, SUMMARY_FILE, final_metrics, read_summary
 
 # Columns that describe what a run trained (its configuration), in table order.
-CONFIG_COLUMNS = ["family", "depth", "width", "shortcut", "data", "max_steps", "seed"]
+# (``normalization``: model.norm for nets without BN, None for the paper's BN nets.)
+CONFIG_COLUMNS = [
+    "family",
+    "depth",
+    "width",
+    "shortcut",
+    "normalization",
+    "data",
+    "max_steps",
+    "seed",
+]
 # Columns that identify a network setting across seeds.
-SETTING_COLUMNS = ["family", "depth", "width", "shortcut", "data", "max_steps"]
+SETTING_COLUMNS = ["family", "depth", "width", "shortcut", "normalization", "data", "max_steps"]
 # Mean training error over this last fraction of the iterations: "the last part of training".
 LATE_WINDOW = 0.2
 
@@ -64,6 +74,7 @@ def _config_fields(run_dir: Path) -> dict:
         "depth": model.get("depth"),
         "width": model.get("width"),
         "shortcut": model.get("shortcut") if residual else None,
+        "normalization": None if model.get("norm", "batch") == "batch" else model.get("norm"),
         "data": data_name,
         "max_steps": cfg.get("trainer", {}).get("max_steps"),
         "seed": cfg.get("seed"),

@@ -68,6 +68,7 @@ HASH_DEFAULTS: dict[str, Any] = {
     "trainer.deterministic": None,
     "trainer.gradient_clip_val": None,
     "optimizer.nesterov": False,
+    "model.norm": "batch",
 }
 
 
@@ -289,8 +290,8 @@ def family(residual: bool) -> str:
 
 
 def run_name(model: Mapping[str, Any], data: str, seed: int) -> str:
-    """The readable part of a run's name, e.g. ``resnet56-B-fashion_mnist-seed1`` or
-    ``plain34-smallstem-w8-fashion_mnist-seed0``."""
+    """The readable part of a run's name, e.g. ``resnet56-B-fashion_mnist-seed1``,
+    ``plain34-smallstem-w8-fashion_mnist-seed0`` or ``plain20-nonorm-cifar10-seed0``."""
     residual = bool(model.get("residual", False))
     name = f"{family(residual)}{model.get('depth')}"
     imagenet_family = "stem" in model  # ResNet-18/34/50/101/152 and twins: 64 wide by default
@@ -298,6 +299,9 @@ def run_name(model: Mapping[str, Any], data: str, seed: int) -> str:
         name += f"-{model.get('stem')}stem"
     if residual and model.get("shortcut", "A") != "A":
         name += f"-{model.get('shortcut')}"
+    norm = model.get("norm", "batch")
+    if norm != "batch":
+        name += "-nonorm" if norm == "none" else f"-{norm}norm"
     if model.get("width", 16) != (64 if imagenet_family else 16):
         name += f"-w{model.get('width')}"
     return f"{name}-{data}-seed{seed}"

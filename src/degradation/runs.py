@@ -397,6 +397,7 @@ def _train(cfg: DictConfig, run_dir: Path, previous: dict, rank_zero: bool) -> d
         "width": int(cfg.model.get("width", 0)) or None,
         "shortcut": getattr(net, "shortcut", None) if residual else None,
         "stem": cfg.model.get("stem"),
+        "normalization": None if cfg.model.get("norm", "batch") == "batch" else cfg.model.norm,
         "data": datamodule.name,
         "seed": int(cfg.seed),
         "params": count_parameters(net),
