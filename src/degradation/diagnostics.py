@@ -99,13 +99,30 @@ def layer_response_std(net: nn.Module, batches) -> np.ndarray:
     return var.sqrt().numpy()
 
 
+WEIGHTS_FILE = "weights.pt"
+
+
+def export_weights(run_dir: str | Path, checkpoint: str = "final.ckpt") -> Path:
+    """Write the net's final weights alone (fp32 state dict) to ``RUN_DIR/weights.pt``: what a
+    shipped run keeps so that probes can rebuild it without its checkpoints."""
+    run_dir = Path(run_dir)
+    state = torch.load(run_dir / "checkpoints" / checkpoint, map_location="cpu",
+                       weights_only=False)["state_dict"]  # fmt: skip
+    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    torch.save(weights, run_dir / WEIGHTS_FILE)
+    return run_dir / WEIGHTS_FILE
+
+
 def load_run(run_dir: str | Path, checkpoint: str = "final.ckpt"):
-    """Rebuild a run's net and data module from its config, with the checkpoint's weights."""
+    """Rebuild a run's net and data module from its config, with the checkpoint's weights (or,
+    without checkpoints, the exported ``weights.pt``)."""
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / checkpoint
-    if not path.is_file():
+    exported = run_dir / WEIGHTS_FILE
+    if not path.is_file() and not exported.is_file():
         raise FileNotFoundError(
-            f"{run_dir.name}: no checkpoints/{checkpoint} and no {RESPONSES_FILE}"
+            f"{run_dir.name}: no checkpoints/{checkpoint}, no {WEIGHTS_FILE} and no "
+            f"{RESPONSES_FILE}"
         )
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir.name}: no resolved {CONFIG_FILE} to rebuild it from")
@@ -114,10 +131,12 @@ def load_run(run_dir: str | Path, checkpoint: str = "final.ckpt"):
     net = instantiate(
         cfg.model, in_channels=datamodule.in_channels, num_classes=datamodule.num_classes
     )
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    net.load_state_dict(
-        {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    )
+    if path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    else:
+        state = torch.load(exported, map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
     return net, datamodule
 
 
