@@ -16,8 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from degradation.data import DataUnavailableError
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,39 +32,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-images, --max-k and --draws must be positive")
 
     from degradation.analysis import lesions
-    from degradation.diagnostics import export_weights, load_run
-    from degradation.models import CifarNet
-    from degradation.results import collect
+    from degradation.analysis.trained import trained_nets
 
     try:
-        runs, _ = collect(*args.dirs)
+        nets, dm = trained_nets(args.dirs, args.depths, export=args.export_weights)
     except ValueError as err:
         print(f"probe_lesions: error: {err}", file=sys.stderr)
         return 2
-    runs = runs[runs["status"] == "finished"]
-    if args.depths:
-        runs = runs[runs["depth"].isin(args.depths)]
-    nets, images, labels = {}, None, None
-    for _, run in runs.iterrows():
-        try:
-            if args.export_weights:
-                export_weights(run["path"])
-            net, dm = load_run(run["path"])
-        except (FileNotFoundError, DataUnavailableError) as err:
-            print(f"probe_lesions: skipping {run['run']}: {err}", file=sys.stderr)
-            continue
-        if not isinstance(net, CifarNet):
-            print(f"probe_lesions: skipping {run['run']}: not a 6n+2 net", file=sys.stderr)
-            continue
-        if images is None:
-            dm.setup("test")
-            test_x, labels = dm.eval_sets["test"].tensors
-            images = dm.preprocess(test_x[: args.max_images], train=False)
-            labels = labels[: args.max_images]
-        nets[f"{run['family']}-{run['depth']} seed {run['seed']}"] = net
     if not nets:
         print("probe_lesions: error: no finished 6n+2 run with weights found", file=sys.stderr)
         return 2
+    images, labels = dm.eval_sets["test"].tensors
+    images = dm.preprocess(images[: args.max_images], train=False)
+    labels = labels[: args.max_images]
     single, random = lesions.study(nets, images, labels, args.max_k, args.draws, args.seed,
                                    progress=lambda m: print(m, file=sys.stderr))  # fmt: skip
     out = args.out or args.dirs[0]
