@@ -1,8 +1,10 @@
 """Turn one or more sweep directories into figures, a table and a report with a verdict.
 
-    python experiments/analyze.py outputs/sweeps/quick [--out DIR]
+    python experiments/analyze.py outputs/sweeps/quick [--out DIR] [--probes DIR ...]
 
-By default everything is written into the first sweep directory.
+By default everything is written into the first sweep directory. The report opens with the
+claims ledger; claims that need probes (init_probes.csv, lesions_single.csv, landscape.csv) find
+them in the output directory or in the --probes directories.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from degradation.report import write_analysis
 from degradation.results import collect
 
@@ -20,17 +24,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dirs", nargs="+", type=Path, help="sweep or run directories")
     parser.add_argument("--out", type=Path, help="output directory (default: first sweep dir)")
+    parser.add_argument(
+        "--probes",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="directories with probe outputs (probe_init, probe_lesions, ...)",
+    )
     args = parser.parse_args(argv)
     try:
         runs, metrics = collect(*args.sweep_dirs)
         command = "python experiments/analyze.py " + " ".join(
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
         )
-        written = write_analysis(runs, metrics, args.out or args.sweep_dirs[0], command=command)
+        written = write_analysis(
+            runs, metrics, args.out or args.sweep_dirs[0], command=command, probe_dirs=args.probes
+        )
     except ValueError as err:
         print(f"analyze: error: {err}", file=sys.stderr)
         return 2
     print(runs[["run", "status", "steps", "final_train_error", "final_test_error"]].to_string())
+    ledger = pd.read_csv(written["ledger"])
+    print("\nClaims ledger:")
+    for _, row in ledger.iterrows():
+        print(f"  {row['#']:>2}. {row['claim']}: {row['verdict']}")
     for name, path in written.items():
         print(f"{name}: {path}")
     return 0

@@ -6,12 +6,15 @@ Nothing here is written by hand: every sentence of the verdict is computed from 
 from __future__ import annotations
 
 import math
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from degradation import diagnostics, plots
+from degradation.analysis import ledger
 from degradation.results import setting_table
 
 # Table 6 of the paper: CIFAR-10 test error (%) of ResNets (option A, width 16), with augmentation.
@@ -414,9 +417,14 @@ def diagnostics_section(
 
 
 def write_analysis(
-    runs: pd.DataFrame, metrics: pd.DataFrame, out_dir: str | Path, command: str = ""
+    runs: pd.DataFrame,
+    metrics: pd.DataFrame,
+    out_dir: str | Path,
+    command: str = "",
+    probe_dirs: Sequence[str | Path] = (),
 ) -> dict[str, Path]:
-    """Write figures, tables and ``report.md`` into ``out_dir``; return what was written."""
+    """Write figures, tables and ``report.md`` (the claims ledger first) into ``out_dir``; probe
+    outputs are looked for in ``out_dir`` and ``probe_dirs``. Return what was written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -439,6 +447,13 @@ def write_analysis(
     written["table"] = out_dir / "table.csv"
 
     found = verdicts(runs)
+    probes = ledger.find_probes([out_dir, *probe_dirs])
+    claims = ledger.ledger(runs, metrics, probes)
+    ledger.table(claims).to_csv(out_dir / "ledger.csv", index=False)
+    written["ledger"] = out_dir / "ledger.csv"
+    for figure in ledger.probe_figures([out_dir, *probe_dirs]):  # beside the report's links
+        if figure.parent.resolve() != out_dir.resolve():
+            shutil.copy(figure, out_dir / figure.name)
     status_counts = runs["status"].value_counts().to_dict()
     lines = ["# Degradation report", ""]
     if command:
@@ -449,6 +464,7 @@ def write_analysis(
         + ". Only finished runs enter the verdict and the error columns; the others are "
         "counted in the table's 'not finished' column and explained under Runs.",
         "",
+        *ledger.section(claims),
         "## Verdict",
         "",
     ]
@@ -484,6 +500,7 @@ def write_analysis(
         "5% of the iterations; 'last 20%' is its mean over the last fifth.",
         "- Test error is measured on the whole test set after the last iteration.",
         f"- A difference of at most {100 * MARGIN:.0f} point counts as no change.",
+        *[f"- Ledger: {d}" for d in ledger.DEFINITIONS],
         "",
     ]
     if notes:

@@ -1,0 +1,622 @@
+"""The claims ledger: the explanations users bring, each with a measurement and a computed
+verdict (supported, contradicted, or not decided by this sweep, with the reason).
+
+Every verdict comes from the runs of a sweep and, where a claim needs them, from probe outputs
+found beside it (``init_probes.csv``, ``lesions_single.csv``, ``landscape.csv``). The thresholds
+are the constants below; :data:`DEFINITIONS` states them for the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from degradation import diagnostics
+
+SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not decided"
+MARGIN = 0.01  # error differences up to 1 point count as no difference
+FLAT = 0.01  # flattened: fitted change over the final 20% below 1 point
+VANISH_RATIO = 1e-3  # a per-layer gradient norm below 1/1000 of the largest counts as vanished
+EXPLODE_LOG = 1.0  # init gradients 10x larger (or smaller) at the input than at the output
+SPEED_MARGIN = 0.1  # "faster" needs 10% of the run fewer iterations to the threshold
+LESION_SMALL, LESION_LARGE = 0.05, 0.20  # median error increase after one deletion
+CORRELATION_MARGIN = 0.1  # mean gradient-correlation advantage of residual nets
+SHARPNESS_RATIO = 2.0  # one top Hessian eigenvalue at least twice the other
+RESPONSE_MARGIN = 0.05  # residual median layer response at least 5% below the plain one
+
+DEFINITIONS = [
+    f"Error differences of at most {100 * MARGIN:.0f} point count as none. With two or more "
+    "seeds per net, a difference comes with a 95% Welch t interval, and a verdict needs the "
+    "interval on one side of that margin.",
+    "Final training error: mean of the batch errors over the last 5% of the iterations.",
+    f"Flattened: a straight line fitted to the batch errors of the final 20% of the iterations "
+    f"changes by less than {100 * FLAT:.0f} point over that window.",
+    f"Vanished gradient: a conv layer's gradient norm below {VANISH_RATIO:g} times the largest "
+    "layer's at the same logged step.",
+    f"Exploding / vanishing at initialisation: the first 3x3 layer's gradient norm at least "
+    f"{10**EXPLODE_LOG:.0f}x the last layer's, or at most 1/{10**EXPLODE_LOG:.0f} of it "
+    "(init_probes, deepest probed depth).",
+    "Convergence: iterations until the running mean (over 5% of the run) of the batch training "
+    "error first reaches the threshold: 5 points above the higher of the two nets' final "
+    f"errors. Faster: at least {100 * SPEED_MARGIN:.0f}% of the run sooner.",
+    "Generalization gap: final test error minus final training error.",
+    f"Lesions: median test-error increase after deleting one shape-keeping block; small at most "
+    f"{100 * LESION_SMALL:.0f} points, ruinous at least {100 * LESION_LARGE:.0f} points.",
+    f"Shattering: mean over probed depths >= 20 of the residual minus the plain (BN) nets' "
+    f"gradient correlation at initialisation; a difference above {CORRELATION_MARGIN} counts.",
+    f"Landscape: top Hessian eigenvalue of the training loss at the trained weights; one net's "
+    f"at least {SHARPNESS_RATIO:g}x the other's counts as sharper.",
+    f"Layer responses: median std of the 3x3 layers' responses; residual at least "
+    f"{100 * RESPONSE_MARGIN:.0f}% below plain counts as smaller.",
+]
+
+
+@dataclass
+class Row:
+    """One claim of the ledger."""
+
+    number: int
+    claim: str
+    source: str
+    measured: str
+    verdict: str
+    why: str = ""
+    figure: str = ""
+
+
+NEEDED = (
+    "run",
+    "status",
+    "family",
+    "depth",
+    "seed",
+    "max_steps",
+    "final_train_error",
+    "final_test_error",
+)
+
+
+def _finished(runs: pd.DataFrame) -> pd.DataFrame:
+    runs = runs.assign(**{c: None for c in NEEDED if c not in runs})
+    done = runs[runs["status"] == "finished"]
+    if "shortcut" in done and (done["shortcut"] == "A").any():  # option A where options differ
+        done = done[(done["family"] != "resnet") | (done["shortcut"] == "A")]
+    if "normalization" in done:  # the paper's BN nets
+        done = done[done["normalization"].isna()]
+    return done
+
+
+def _depth_values(runs: pd.DataFrame, family: str, column: str) -> dict[int, np.ndarray]:
+    rows = runs[(runs["family"] == family) & runs[column].notna()]
+    return {int(d): g[column].to_numpy(float) for d, g in rows.groupby("depth")}
+
+
+def t975(dof: float) -> float:
+    """The 97.5% quantile of Student's t with ``dof`` degrees of freedom (Cornish-Fisher
+    expansion in 1/dof, four terms: within 1% of the exact value from 2 degrees on)."""
+    z, v = 1.959963984540054, max(float(dof), 2.0)
+    return (
+        z
+        + (z**3 + z) / (4 * v)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
+    )
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> tuple[float, tuple[float, float] | None]:
+    """mean(a) - mean(b), and its 95% Welch t interval when both have two or more values."""
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, None
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, (diff, diff)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = t975(dof) * se
+    return diff, (diff - half, diff + half)
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f} points"
+
+
+def _interval(ci: tuple[float, float] | None) -> str:
+    if ci is None:
+        return " (one seed: no interval)"
+    return f" (95% interval {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})"
+
+
+def _rises(diff: float, ci: tuple[float, float] | None) -> str:
+    """supported when the rise exceeds the margin, contradicted when it stays within it."""
+    if ci is None:
+        return SUPPORTED if diff > MARGIN else CONTRADICTED
+    if ci[0] > MARGIN:
+        return SUPPORTED
+    if ci[1] <= MARGIN:
+        return CONTRADICTED
+    return UNDECIDED
+
+
+def _depth_rise(runs: pd.DataFrame, family: str) -> tuple[str, float, tuple | None, str] | None:
+    by_depth = _depth_values(runs, family, "final_train_error")
+    if len(by_depth) < 2:
+        return None
+    shallow, deep = min(by_depth), max(by_depth)
+    diff, ci = difference(by_depth[deep], by_depth[shallow])
+    text = f"{family}-{deep} minus {family}-{shallow}: {_pts(diff)}{_interval(ci)}"
+    return _rises(diff, ci), diff, ci, text
+
+
+def claim_degradation(runs: pd.DataFrame) -> Row:
+    row = Row(
+        1,
+        "Deeper plain nets reach a higher training error (degradation)",
+        "paper, §4.1",
+        "",
+        UNDECIDED,
+        figure="fig6.png",
+    )
+    found = _depth_rise(runs, "plain")
+    if found is None:
+        row.why = "needs finished plain nets of two depths"
+        return row
+    row.verdict, _, ci, row.measured = found
+    if row.verdict == UNDECIDED:
+        row.why = "the interval straddles the margin: more seeds"
+    return row
+
+
+def _final_slope(metrics: pd.DataFrame, run: str, window: float = 0.2) -> float:
+    """Fitted change of the batch training error over the final ``window`` of a run."""
+    rows = metrics[(metrics["run"] == run) & metrics["train_error"].notna()]
+    tail = rows[rows["step"] >= rows["step"].max() * (1 - window)]
+    if len(tail) < 10:
+        return math.nan
+    slope = np.polyfit(tail["step"].to_numpy(float), tail["train_error"].to_numpy(float), 1)[0]
+    return float(slope * (tail["step"].max() - tail["step"].min()))
+
+
+def claim_end_state(runs: pd.DataFrame, metrics: pd.DataFrame) -> Row:
+    row = Row(
+        2,
+        "It is an end state, not slower learning: the deep plain net's curve has "
+        "flattened and still lies above the shallow one",
+        "paper, §4.1 (footnote 3)",
+        "",
+        UNDECIDED,
+        figure="fig6.png",
+    )
+    plain = runs[runs["family"] == "plain"]
+    found = _depth_rise(runs, "plain")
+    if found is None or metrics.empty:
+        row.why = "needs finished plain nets of two depths with metrics"
+        return row
+    deep = plain[plain["depth"] == plain["depth"].max()]
+    slopes = [_final_slope(metrics, r) for r in deep["run"]]
+    slope = float(np.nanmean(slopes)) if not all(math.isnan(s) for s in slopes) else math.nan
+    verdict, diff, ci, text = found
+    row.measured = (
+        f"plain-{int(deep['depth'].iloc[0])} training error changes "
+        f"{_pts(slope)} over the final 20%; {text}"
+    )
+    if math.isnan(slope):
+        row.why = "too few logged steps in the final 20%"
+    elif abs(slope) >= FLAT:
+        row.why = "the deep plain net is still learning at the end: run longer (long_quick)"
+    elif verdict == SUPPORTED:
+        row.verdict = SUPPORTED
+    elif verdict == CONTRADICTED:
+        row.verdict, row.why = CONTRADICTED, "flattened, but not above the shallow net"
+    else:
+        row.why = "flattened, but the depth difference is not decided"
+    return row
+
+
+def claim_residual(runs: pd.DataFrame) -> Row:
+    row = Row(
+        3,
+        "Residual nets of the same depths do not degrade",
+        "paper, §4.2",
+        "",
+        UNDECIDED,
+        figure="fig6.png",
+    )
+    found = _depth_rise(runs, "resnet")
+    if found is None:
+        row.why = "needs finished residual nets of two depths"
+        return row
+    rises, diff, ci, row.measured = found
+    row.verdict = {SUPPORTED: CONTRADICTED, CONTRADICTED: SUPPORTED}.get(rises, UNDECIDED)
+    if row.verdict == UNDECIDED:
+        row.why = "the interval straddles the margin: more seeds"
+    return row
+
+
+def claim_vanishing(runs: pd.DataFrame, metrics: pd.DataFrame) -> Row:
+    row = Row(
+        4,
+        "The deep plain nets' gradients vanish during training",
+        "common explanation (the paper, §4.1, argues BN keeps them healthy)",
+        "",
+        UNDECIDED,
+        figure="grad_profiles.png",
+    )
+    grads = diagnostics.gradient_table(metrics) if len(metrics) else pd.DataFrame()
+    plain = grads[grads["family"] == "plain"] if len(grads) else grads
+    if plain.empty:
+        row.why = "no gradient norms were logged (callbacks.gradients)"
+        return row
+    deep = plain[plain["depth"] == plain["depth"].max()]
+    spread = diagnostics.gradient_spread(deep)
+    worst = float(spread["min_over_max"].min())
+    row.measured = (
+        f"plain-{int(deep['depth'].max())}: smallest/largest per-layer gradient "
+        f"norm at any logged step {worst:.2g}"
+    )
+    row.verdict = SUPPORTED if worst < VANISH_RATIO else CONTRADICTED
+    return row
+
+
+def _probe(frames: dict, name: str) -> pd.DataFrame | None:
+    return frames.get(name)
+
+
+def claim_bn_init(probes: dict) -> list[Row]:
+    a = Row(
+        5,
+        "Without BN, deep plain nets' gradients vanish or explode at initialisation, and "
+        "BN prevents it",
+        "common explanation",
+        "",
+        UNDECIDED,
+        figure="init_probes.png",
+    )
+    b = Row(
+        5,
+        "BN itself makes gradients explode with depth at initialisation in plain nets",
+        "Yang et al. 2019",
+        "",
+        UNDECIDED,
+        figure="init_probes.png",
+    )
+    nets = _probe(probes, "init_probes")
+    if nets is None:
+        a.why = b.why = "no init probes (experiments/probe_init.py; analyze --probes DIR)"
+        return [a, b]
+    plain = nets[nets["family"] == "plain"]
+    deepest = int(plain["depth"].max())
+    at = plain[plain["depth"] == deepest].set_index("norm")["grad_log_ratio"]
+    if not {"batch", "none"} <= set(at.index):
+        a.why = "needs plain nets probed with and without BN"
+    else:
+        none, batch = float(at["none"]), float(at["batch"])
+        a.measured = (
+            f"plain-{deepest} log10(first/last layer gradient): without BN "
+            f"{none:+.2f}, with BN {batch:+.2f}"
+        )
+        if abs(batch) >= EXPLODE_LOG:
+            a.verdict, a.why = CONTRADICTED, "with BN the gradients are far from balanced"
+        elif abs(none) >= EXPLODE_LOG:
+            a.verdict = SUPPORTED
+        else:
+            a.why = "neither net is out of balance at the deepest probed depth"
+    with_bn = plain[plain["norm"] == "batch"].sort_values("depth")
+    if len(with_bn) < 2:
+        b.why = "needs plain BN nets probed at two depths"
+        return [a, b]
+    first, last = with_bn.iloc[0], with_bn.iloc[-1]
+    b.measured = (
+        f"plain BN nets, log10(first/last layer gradient): depth {int(first['depth'])} "
+        f"{first['grad_log_ratio']:+.2f}, depth {int(last['depth'])} "
+        f"{last['grad_log_ratio']:+.2f}"
+    )
+    grows = last["grad_log_ratio"] - first["grad_log_ratio"] >= EXPLODE_LOG
+    b.verdict = SUPPORTED if grows and last["grad_log_ratio"] >= EXPLODE_LOG else CONTRADICTED
+    return [a, b]
+
+
+def _running(metrics: pd.DataFrame, run: str, window: int) -> pd.Series:
+    rows = metrics[(metrics["run"] == run) & metrics["train_error"].notna()].sort_values("step")
+    return rows.set_index("step")["train_error"].rolling(window, min_periods=window).mean()
+
+
+def claim_speed(runs: pd.DataFrame, metrics: pd.DataFrame) -> Row:
+    row = Row(
+        6, "Residual nets converge faster", "common explanation", "", UNDECIDED, figure="fig6.png"
+    )
+    if metrics.empty or not {"plain", "resnet"} <= set(runs["family"]):
+        row.why = "needs finished plain and residual nets with metrics"
+        return row
+    depth = int(
+        max(
+            set(runs.loc[runs["family"] == "plain", "depth"])
+            & set(runs.loc[runs["family"] == "resnet", "depth"]),
+            default=0,
+        )
+    )
+    if not depth:
+        row.why = "needs plain and residual nets of a common depth"
+        return row
+    pair = runs[runs["depth"] == depth]
+    max_steps = int(pair["max_steps"].max())
+    window = max(1, int(0.05 * max_steps))
+    threshold = float(pair.groupby("family")["final_train_error"].mean().max()) + 0.05
+    reached = {}
+    for family, group in pair.groupby("family"):
+        steps = []
+        for run in group["run"]:
+            curve = _running(metrics, run, window)
+            hit = curve[curve <= threshold]
+            steps.append(float(hit.index[0]) if len(hit) else float(max_steps))
+        reached[family] = float(np.mean(steps))
+    lead = (reached["plain"] - reached["resnet"]) / max_steps
+    row.measured = (
+        f"iterations to a running training error of {100 * threshold:.1f}% at depth "
+        f"{depth}: plain {reached['plain']:.0f}, residual {reached['resnet']:.0f}"
+    )
+    if lead >= SPEED_MARGIN:
+        row.verdict = SUPPORTED
+    elif lead <= -SPEED_MARGIN:
+        row.verdict = CONTRADICTED
+    else:
+        row.why = f"within {100 * SPEED_MARGIN:.0f}% of the run of each other"
+    return row
+
+
+def claim_generalization(runs: pd.DataFrame) -> Row:
+    row = Row(
+        7,
+        "Residual nets generalize better (smaller test minus training error)",
+        "common explanation",
+        "",
+        UNDECIDED,
+        figure="table.md",
+    )
+    gaps = runs.assign(gap=runs["final_test_error"] - runs["final_train_error"])
+    plain, resnet = _depth_values(gaps, "plain", "gap"), _depth_values(gaps, "resnet", "gap")
+    common = sorted(set(plain) & set(resnet))
+    if not common:
+        row.why = "needs plain and residual nets of a common depth with test errors"
+        return row
+    depth = common[-1]
+    diff, ci = difference(resnet[depth], plain[depth])
+    row.measured = (
+        f"depth {depth}: gap residual {_pts(resnet[depth].mean())}, plain "
+        f"{_pts(plain[depth].mean())}; residual minus plain {_pts(diff)}"
+        f"{_interval(ci)}"
+    )
+    hi, lo = (diff, diff) if ci is None else (ci[1], ci[0])
+    if hi < -MARGIN:
+        row.verdict = SUPPORTED
+    elif lo > MARGIN:
+        row.verdict = CONTRADICTED
+    else:
+        row.why = "the gaps differ by no more than the margin"
+    return row
+
+
+def claim_lesions(probes: dict) -> Row:
+    row = Row(
+        8,
+        "Residual nets behave like ensembles: deleting one block barely hurts them and "
+        "ruins a plain net",
+        "Veit et al. 2016",
+        "",
+        UNDECIDED,
+        figure="lesions.png",
+    )
+    single = _probe(probes, "lesions_single")
+    if single is None:
+        row.why = "no lesion study (experiments/probe_lesions.py; analyze --probes DIR)"
+        return row
+    rise = {}
+    for family, group in single.groupby("family"):
+        base = group.loc[group["block"] == 0, "test_error"].mean()
+        keep = group[(group["block"] > 0) & ~group["downsampling"].astype(bool)]
+        rise[family] = float(keep["test_error"].median() - base)
+    if not {"plain", "resnet"} <= set(rise):
+        row.why = "needs lesions of a plain and a residual net"
+        return row
+    row.measured = (
+        f"median test-error increase after one deletion: residual "
+        f"{_pts(rise['resnet'])}, plain {_pts(rise['plain'])}"
+    )
+    if rise["resnet"] <= LESION_SMALL and rise["plain"] >= LESION_LARGE:
+        row.verdict = SUPPORTED
+    elif rise["resnet"] >= LESION_LARGE or rise["plain"] <= LESION_SMALL:
+        row.verdict = CONTRADICTED
+    else:
+        row.why = "between the thresholds"
+    return row
+
+
+def claim_shattering(probes: dict) -> Row:
+    row = Row(
+        9,
+        "Gradients shatter with depth in plain nets, much less in residual nets",
+        "Balduzzi et al. 2017",
+        "",
+        UNDECIDED,
+        figure="init_probes.png",
+    )
+    nets = _probe(probes, "init_probes")
+    if nets is None:
+        row.why = "no init probes (experiments/probe_init.py; analyze --probes DIR)"
+        return row
+    bn = nets[(nets["norm"] == "batch") & (nets["depth"] >= 20)]
+    table = bn.pivot_table(index="depth", columns="family", values="grad_correlation")
+    if not {"plain", "resnet"} <= set(table.columns) or table.dropna().empty:
+        row.why = "needs plain and residual BN nets probed at depths >= 20"
+        return row
+    advantage = float((table["resnet"] - table["plain"]).mean())
+    row.measured = (
+        f"gradient correlation at depths {', '.join(map(str, table.index))}: plain "
+        f"{', '.join(f'{v:.2f}' for v in table['plain'])}; residual "
+        f"{', '.join(f'{v:.2f}' for v in table['resnet'])}"
+    )
+    if advantage > CORRELATION_MARGIN:
+        row.verdict = SUPPORTED
+    elif advantage < 0:
+        row.verdict = CONTRADICTED
+    else:
+        row.why = "residual nets ahead by less than the margin"
+    return row
+
+
+def claim_landscape(probes: dict) -> Row:
+    row = Row(
+        10,
+        "Skip connections keep the loss landscape near the solution smooth; deep plain "
+        "nets' is chaotic",
+        "Li et al. 2018",
+        "",
+        UNDECIDED,
+        figure="landscape.png",
+    )
+    numbers = _probe(probes, "landscape")
+    if numbers is None:
+        row.why = "no landscape (experiments/probe_landscape.py; analyze --probes DIR)"
+        return row
+    numbers = numbers.assign(family=numbers["net"].str.split("-").str[0])
+    top = numbers.groupby("family")["top_hessian_eigenvalue"].mean()
+    if not {"plain", "resnet"} <= set(top.index):
+        row.why = "needs landscapes of a plain and a residual net"
+        return row
+    row.measured = (
+        f"top Hessian eigenvalue at the weights: plain {top['plain']:.3g}, residual "
+        f"{top['resnet']:.3g}"
+    )
+    if top["plain"] >= SHARPNESS_RATIO * top["resnet"]:
+        row.verdict = SUPPORTED
+        row.why = "measured as curvature at the solution, not as chaos over the surface"
+    elif top["resnet"] >= SHARPNESS_RATIO * top["plain"]:
+        row.verdict = CONTRADICTED
+    else:
+        row.why = "curvatures within a factor of two"
+    return row
+
+
+def claim_responses(runs: pd.DataFrame) -> Row:
+    row = Row(
+        11,
+        "Residual functions are small: residual nets' layer responses are below plain nets'",
+        "paper, §4.2 (Fig. 7)",
+        "",
+        UNDECIDED,
+        figure="fig7.png",
+    )
+    responses, _ = diagnostics.responses_table(runs)
+    if responses.empty:
+        row.why = "no final checkpoints or responses.csv"
+        return row
+    medians = responses.groupby(["family", "depth"])["std"].median()
+    depths = sorted(
+        set(medians.get("plain", pd.Series()).index) & set(medians.get("resnet", pd.Series()).index)
+    )
+    if not depths:
+        row.why = "needs plain and residual nets of a common depth"
+        return row
+    depth = depths[-1]
+    plain, resnet = float(medians["plain"][depth]), float(medians["resnet"][depth])
+    row.measured = (
+        f"median layer response at depth {depth}: plain {plain:.3g}, residual {resnet:.3g}"
+    )
+    if resnet <= (1 - RESPONSE_MARGIN) * plain:
+        row.verdict = SUPPORTED
+    elif resnet >= plain:
+        row.verdict = CONTRADICTED
+    else:
+        row.why = f"smaller by less than {100 * RESPONSE_MARGIN:.0f}%"
+    return row
+
+
+PROBE_FILES = {
+    "init_probes": "init_probes.csv",
+    "lesions_single": "lesions_single.csv",
+    "landscape": "landscape.csv",
+}
+
+
+def find_probes(dirs: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
+    """Probe outputs found in these directories (the first of each kind)."""
+    found = {}
+    for directory in dirs:
+        for key, name in PROBE_FILES.items():
+            path = Path(directory) / name
+            if key not in found and path.is_file():
+                found[key] = pd.read_csv(path)
+    return found
+
+
+PROBE_FIGURES = {
+    "init_probes": "init_probes.png",
+    "lesions_single": "lesions.png",
+    "landscape": "landscape.png",
+}
+
+
+def probe_figures(dirs: Sequence[str | Path]) -> list[Path]:
+    """The figure of each probe whose table :func:`find_probes` uses."""
+    figures = []
+    for key, name in PROBE_FILES.items():
+        source = next((Path(d) for d in dirs if (Path(d) / name).is_file()), None)
+        if source is not None and (source / PROBE_FIGURES[key]).is_file():
+            figures.append(source / PROBE_FIGURES[key])
+    return figures
+
+
+def ledger(runs: pd.DataFrame, metrics: pd.DataFrame, probes: dict | None = None) -> list[Row]:
+    """Every claim with its computed verdict."""
+    probes = probes or {}
+    done = _finished(runs)
+    done_metrics = metrics[metrics["run"].isin(done["run"])] if len(metrics) else metrics
+    return [
+        claim_degradation(done),
+        claim_end_state(done, done_metrics),
+        claim_residual(done),
+        claim_vanishing(done, done_metrics),
+        *claim_bn_init(probes),
+        claim_speed(done, done_metrics),
+        claim_generalization(done),
+        claim_lesions(probes),
+        claim_shattering(probes),
+        claim_landscape(probes),
+        claim_responses(done),
+    ]
+
+
+def table(rows: list[Row]) -> pd.DataFrame:
+    """The ledger as a table."""
+    return pd.DataFrame(
+        [
+            {
+                "#": r.number,
+                "claim": r.claim,
+                "source": r.source,
+                "measured": r.measured or "-",
+                "verdict": r.verdict + (f" ({r.why})" if r.why else ""),
+                "figure": f"[{r.figure}]({r.figure})" if r.figure else "",
+            }
+            for r in rows
+        ]
+    )
+
+
+def section(rows: list[Row]) -> list[str]:
+    """Report lines: the ledger table and its definitions."""
+    return [
+        "## Claims ledger",
+        "",
+        "Each explanation users bring, what this sweep measured, and the verdict computed from "
+        "it (thresholds under Definitions).",
+        "",
+        table(rows).to_markdown(index=False),
+        "",
+    ]

@@ -1,0 +1,116 @@
+"""The claims ledger: verdicts computed from the data (flipping the data flips them), intervals
+across seeds, and 'not decided' with its reason when a sweep lacks what a claim needs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_analysis import make_run
+
+from conftest import ROOT
+from degradation.analysis import ledger
+from degradation.results import collect
+
+
+def verdict(rows, number):
+    return next(r for r in rows if r.number == number)
+
+
+def sweep(tmp_path, plain, resnet, seeds=(0,)):
+    """Runs with these final training errors per depth (8 and 44), one per seed."""
+    for seed in seeds:
+        for family, finals in (("plain", plain), ("resnet", resnet)):
+            for depth, final in finals.items():
+                make_run(tmp_path, family, depth, final + 0.004 * seed, seed=seed)
+    return collect(tmp_path)
+
+
+def test_flipping_the_data_flips_the_verdicts(tmp_path):
+    runs, metrics = sweep(tmp_path / "a", {8: 0.10, 44: 0.25}, {8: 0.10, 44: 0.08})
+    rows = ledger.ledger(runs, metrics)
+    assert verdict(rows, 1).verdict == ledger.SUPPORTED
+    assert verdict(rows, 3).verdict == ledger.SUPPORTED
+    assert re.search(r"plain-44 minus plain-8: \+1[45]\.\d points", verdict(rows, 1).measured)
+
+    runs, metrics = sweep(tmp_path / "b", {8: 0.25, 44: 0.10}, {8: 0.08, 44: 0.20})
+    rows = ledger.ledger(runs, metrics)
+    assert verdict(rows, 1).verdict == ledger.CONTRADICTED
+    assert verdict(rows, 3).verdict == ledger.CONTRADICTED
+
+
+def test_three_seeds_give_an_interval_that_decides_or_not(tmp_path):
+    runs, metrics = sweep(tmp_path / "clear", {8: 0.10, 44: 0.25}, {8: 0.10, 44: 0.10},
+                          seeds=(0, 1, 2))  # fmt: skip
+    row = verdict(ledger.ledger(runs, metrics), 1)
+    assert row.verdict == ledger.SUPPORTED and "95% interval" in row.measured
+    diff, ci = ledger.difference(np.array([0.10, 0.14, 0.06]), np.array([0.09, 0.10, 0.11]))
+    assert ci[0] < ledger.MARGIN < ci[1]  # a noisy 1-point difference straddles the margin
+    assert ledger._rises(diff, ci) == ledger.UNDECIDED
+
+
+def test_t_quantile():
+    for dof, exact in ((2, 4.303), (4, 2.776), (10, 2.228), (1000, 1.962)):
+        assert ledger.t975(dof) == pytest.approx(exact, rel=0.01)
+
+
+def test_a_sweep_without_what_a_claim_needs_says_not_decided_and_why(tmp_path):
+    make_run(tmp_path, "plain", 20, 0.2)  # one plain net: no depth comparison, no residual net
+    runs, metrics = collect(tmp_path)
+    rows = ledger.ledger(runs, metrics)
+    assert all(r.verdict == ledger.UNDECIDED for r in rows if r.number != 4)
+    assert "two depths" in verdict(rows, 1).why
+    assert "no init probes" in verdict(rows, 9).why
+    assert "no lesion study" in verdict(rows, 8).why
+    assert "no landscape" in verdict(rows, 10).why
+    assert "no gradient norms" in verdict(rows, 4).why
+
+
+def test_probe_claims_follow_the_probe_tables(tmp_path):
+    init = pd.DataFrame([
+        {"family": f, "norm": n, "depth": d, "grad_log_ratio": g, "grad_correlation": c}
+        for f, n, d, g, c in [
+            ("plain", "batch", 8, -0.5, 0.3), ("plain", "batch", 56, 3.0, 0.0),
+            ("plain", "none", 8, -0.5, 0.7), ("plain", "none", 56, -0.4, 0.05),
+            ("resnet", "batch", 8, -0.2, 0.6), ("resnet", "batch", 56, 0.3, 0.4),
+        ]
+    ])  # fmt: skip
+    lesions = pd.DataFrame({
+        "family": ["plain"] * 3 + ["resnet"] * 3, "block": [0, 1, 2] * 2,
+        "downsampling": [False] * 6, "test_error": [0.3, 0.8, 0.9, 0.2, 0.21, 0.22],
+    })  # fmt: skip
+    landscape = pd.DataFrame({"net": ["plain-44 seed 0", "resnet-44 seed 0"],
+                              "top_hessian_eigenvalue": [100.0, 30.0]})  # fmt: skip
+    probes = {"init_probes": init, "lesions_single": lesions, "landscape": landscape}
+    empty = pd.DataFrame(columns=["run", "status", "family", "depth"])
+    rows = ledger.ledger(empty, pd.DataFrame(), probes)
+    found = [r for r in rows if r.number == 5]
+    assert [r.verdict for r in found] == [ledger.CONTRADICTED, ledger.SUPPORTED]
+    assert verdict(rows, 8).verdict == ledger.SUPPORTED
+    assert verdict(rows, 9).verdict == ledger.SUPPORTED
+    assert verdict(rows, 10).verdict == ledger.SUPPORTED
+    # The other way round: residual nets ruined by lesions, flatter plain minimum.
+    probes["lesions_single"] = lesions.assign(test_error=[0.3, 0.31, 0.3, 0.2, 0.7, 0.8])
+    probes["landscape"] = landscape.assign(top_hessian_eigenvalue=[10.0, 40.0])
+    rows = ledger.ledger(empty, pd.DataFrame(), probes)
+    assert verdict(rows, 8).verdict == ledger.CONTRADICTED
+    assert verdict(rows, 10).verdict == ledger.CONTRADICTED
+
+
+def test_analyze_prints_the_ledger_and_writes_it_first(tmp_path):
+    sweep(tmp_path, {8: 0.10, 44: 0.25}, {8: 0.10, 44: 0.08})
+    command = [sys.executable, str(ROOT / "experiments" / "analyze.py"), str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Claims ledger:" in result.stdout
+    assert "1. Deeper plain nets reach a higher training error (degradation): supported" in (
+        result.stdout
+    )
+    report = (tmp_path / "report.md").read_text()
+    assert report.index("## Claims ledger") < report.index("## Verdict")
+    assert "Ledger: Error differences of at most 1 point" in report
+    assert (tmp_path / "ledger.csv").is_file()
