@@ -99,7 +99,7 @@ def test_analysis_skips_diagnostics_it_cannot_compute(tmp_path):
     runs, metrics = collect(degraded_sweep(tmp_path / "sweep", seeds=(0,)))
     report = write_analysis(runs, metrics, tmp_path / "out")["report"].read_text()
     assert "fig7.png skipped: no finished run has a final checkpoint" in report
-    assert "no checkpoints/final.ckpt and no responses.csv" in report
+    assert "no checkpoints/final.ckpt, no weights.pt and no responses.csv" in report
     assert "gradient norms skipped for runs that did not log them" in report
     assert not (tmp_path / "out" / "fig7.png").exists()
 

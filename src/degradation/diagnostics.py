@@ -171,16 +171,18 @@ def run_responses(run_dir: str | Path, max_images: int | None = None) -> np.ndar
 
 
 def responses_table(
-    runs: pd.DataFrame, max_images: int | None = None
+    runs: pd.DataFrame, max_images: int | None = None, progress=None
 ) -> tuple[pd.DataFrame, list[str]]:
     """Layer responses of every finished run that has a final checkpoint.
 
     Returns a tidy table (run, net, family, depth, seed, layer, std) and notes on skipped runs.
+    ``progress`` (e.g. ``print``) hears of each run whose responses are computed, not cached.
     """
     rows, skipped = [], []
-    for _, run in runs.iterrows():
-        if run["status"] != "finished":
-            continue
+    finished = runs[runs["status"] == "finished"]
+    for i, (_, run) in enumerate(finished.iterrows(), start=1):
+        if progress and not (Path(run["path"]) / RESPONSES_FILE).is_file():
+            progress(f"layer responses {i}/{len(finished)}: {run['run']} (from its checkpoint)")
         try:
             stds = run_responses(run["path"], max_images=max_images)
         except (FileNotFoundError, DataUnavailableError) as err:

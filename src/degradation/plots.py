@@ -7,6 +7,7 @@ analysis script, the notebook and the tests draw the same thing.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -162,8 +163,10 @@ def fig1(metrics: pd.DataFrame) -> Figure:
 
 
 def save(fig: Figure, path) -> None:
-    """Write a figure as PNG at a resolution readable in a README."""
+    """Write a figure as PNG at a resolution readable in a README, and as PDF beside it (for
+    papers)."""
     fig.savefig(path, dpi=130)
+    fig.savefig(Path(path).with_suffix(".pdf"))
 
 
 def _net_style(nets) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,12 +360,16 @@ def shortcut_table(runs: pd.DataFrame) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def diagnostics_section(
     runs: pd.DataFrame, metrics: pd.DataFrame, out_dir: Path, written: dict, notes: list[str]
 ) -> list[str]:
     """Report lines (and figures) on layer responses, gradient norms and shortcut options."""
     lines = ["## Why: layer responses and gradient norms", ""]
-    responses, skipped = diagnostics.responses_table(runs)
+    responses, skipped = diagnostics.responses_table(runs, progress=_progress)
     notes += [f"layer responses of {msg}" for msg in skipped]
     if responses.empty:
         notes.append("fig7.png skipped: no finished run has a final checkpoint or responses.csv.")
