@@ -397,6 +397,8 @@ def claim_generalization(runs: pd.DataFrame) -> Row:
         row.verdict = SUPPORTED
     elif lo > MARGIN:
         row.verdict = CONTRADICTED
+    elif ci is not None and (ci[0] < -MARGIN or ci[1] > MARGIN):
+        row.why = "the interval reaches beyond the margin on a side it does not clear: more seeds"
     else:
         row.why = "the gaps differ by no more than the margin"
     return row
