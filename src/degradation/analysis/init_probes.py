@@ -23,16 +23,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from degradation.models import BasicBlock, Block, BottleneckBlock, cifar_net  # noqa: E402
+from degradation.models import BasicBlock, Block, BottleneckBlock, cifar_net
 
 BLOCKS = (Block, BasicBlock, BottleneckBlock)
 
@@ -150,9 +147,10 @@ PANELS = {
 }
 
 
-def figure(nets: pd.DataFrame) -> plt.Figure:
+def figure(nets: pd.DataFrame) -> Figure:
     """Each measure against depth; one line per family (color) and norm (line style)."""
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.6))
+    fig = Figure(figsize=(4.2 * len(PANELS), 3.6))
+    axes = fig.subplots(1, len(PANELS))
     colors, styles = {"plain": "tab:red", "resnet": "tab:blue"}, {"batch": "-", "none": "--"}
     for ax, (column, title) in zip(axes, PANELS.items(), strict=True):
         for (family, norm), group in nets.groupby(["family", "norm"], sort=True):
@@ -194,7 +192,6 @@ def write(nets: pd.DataFrame, layers: pd.DataFrame, out: Path, formats=("png", "
     fig = figure(nets)
     for fmt in formats:
         fig.savefig(out / f"init_probes.{fmt}", dpi=130)
-    plt.close(fig)
     (out / "init_probes.md").write_text(
         report_section(nets) + "\n![init probes](init_probes.png)\n"
     )

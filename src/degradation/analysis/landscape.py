@@ -14,16 +14,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.func import functional_call  # noqa: E402
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from torch import nn
+from torch.func import functional_call
 
 
 def weight_names(net: nn.Module) -> list[str]:
@@ -137,12 +135,11 @@ def study(
     return pd.concat(ones), pd.concat(twos), pd.DataFrame(numbers)
 
 
-def figure(one: pd.DataFrame, two: pd.DataFrame) -> plt.Figure:
+def figure(one: pd.DataFrame, two: pd.DataFrame) -> Figure:
     """1-D curves (left) and one 2-D contour panel per net with the same contour levels."""
     names = sorted(two["net"].unique())
-    fig, axes = plt.subplots(
-        1, 1 + len(names), figsize=(4.4 * (1 + len(names)), 3.8), layout="constrained"
-    )
+    fig = Figure(figsize=(4.4 * (1 + len(names)), 3.8), layout="constrained")
+    axes = fig.subplots(1, 1 + len(names))
     for name in names:
         curve = one[one["net"] == name]
         color = "tab:blue" if name.startswith("resnet") else "tab:red"
@@ -157,7 +154,7 @@ def figure(one: pd.DataFrame, two: pd.DataFrame) -> plt.Figure:
     for ax, name in zip(axes[1:], names, strict=True):
         grid = two[two["net"] == name].pivot(index="beta", columns="alpha", values="loss")
         contour = ax.contour(grid.columns, grid.index, grid.values, levels=levels,
-                             norm=matplotlib.colors.LogNorm(), cmap="viridis")  # fmt: skip
+                             norm=LogNorm(), cmap="viridis")  # fmt: skip
         ax.plot([0], [0], "k+")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("direction 1")
@@ -184,7 +181,6 @@ def write(one, two, numbers, out: Path, formats=("png", "pdf")) -> None:
     fig = figure(one, two)
     for fmt in formats:
         fig.savefig(out / f"landscape.{fmt}", dpi=130)
-    plt.close(fig)
     (out / "landscape.md").write_text(
         report_section(numbers) + "\n![loss landscape](landscape.png)\n"
     )

@@ -20,17 +20,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from degradation.models import Block, CifarNet, ZeroPadShortcut  # noqa: E402
+from degradation.models import Block, CifarNet, ZeroPadShortcut
 
 
 class Deleted(nn.Module):
@@ -132,10 +129,11 @@ def study(
     return pd.concat(singles, ignore_index=True), pd.concat(randoms, ignore_index=True)
 
 
-def figure(single: pd.DataFrame, random: pd.DataFrame) -> plt.Figure:
+def figure(single: pd.DataFrame, random: pd.DataFrame) -> Figure:
     """Veit et al.'s two views: error after deleting each single block (left) and error against
     the number of random deleted blocks (right); red plain, blue residual."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    left, right = fig.subplots(1, 2)
     colors = {"plain": "tab:red", "resnet": "tab:blue"}
     for name, group in single.groupby("net", sort=True):
         family = group["family"].iloc[0]
@@ -190,5 +188,4 @@ def write(single: pd.DataFrame, random: pd.DataFrame, out: Path, formats=("png",
     fig = figure(single, random)
     for fmt in formats:
         fig.savefig(out / f"lesions.{fmt}", dpi=130)
-    plt.close(fig)
     (out / "lesions.md").write_text(report_section(single, random) + "\n![lesions](lesions.png)\n")
