@@ -114,3 +114,21 @@ def test_analyze_prints_the_ledger_and_writes_it_first(tmp_path):
     assert report.index("## Claims ledger") < report.index("## Verdict")
     assert "Ledger: Error differences of at most 1 point" in report
     assert (tmp_path / "ledger.csv").is_file()
+
+
+def test_convergence_table_per_net_across_seeds(tmp_path):
+    from degradation.analysis import convergence
+
+    runs, metrics = sweep(tmp_path, {8: 0.10, 44: 0.25}, {8: 0.10, 44: 0.08}, seeds=(0, 1))
+    stats, level = convergence.table(runs, metrics)
+    assert level == pytest.approx(runs.groupby(["family", "depth"])["final_train_error"]
+                                  .mean().max() + 0.05)  # fmt: skip
+    assert len(stats) == 4 and (stats["seeds"] == 2).all()
+    by_net = stats.set_index(["family", "depth"])
+    # The same decay to a lower floor crosses the common threshold sooner.
+    assert (
+        by_net.loc[("resnet", 44), "iterations_mean"] < by_net.loc[("plain", 44), "iterations_mean"]
+    )
+    assert by_net["iterations_std"].notna().all() and by_net["gap_mean"].notna().all()
+    lines = "\n".join(convergence.section(runs, metrics))
+    assert "| resnet-44 |" in lines and "± " in lines

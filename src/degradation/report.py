@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from degradation import diagnostics, plots
-from degradation.analysis import ledger
+from degradation.analysis import convergence, ledger
 from degradation.results import setting_table
 
 # Table 6 of the paper: CIFAR-10 test error (%) of ResNets (option A, width 16), with augmentation.
@@ -488,6 +488,11 @@ def write_analysis(
         if name in written:
             lines += [f"![{caption}]({name}.png)", ""]
     lines += ["## Final errors (Table 6 style)", "", table.to_markdown(index=False), ""]
+    speeds, _ = convergence.table(runs, metrics)
+    if len(speeds):
+        speeds.to_csv(out_dir / "convergence.csv", index=False)
+        written["convergence"] = out_dir / "convergence.csv"
+    lines += convergence.section(runs, metrics)
     lines += diagnostics_section(runs, metrics, out_dir, written, notes)
     overview = runs_overview(runs)
     wall = pd.to_numeric(overview["wall time (s)"], errors="coerce")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from degradation import diagnostics
+from degradation.analysis import convergence
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not decided"
 MARGIN = 0.01  # error differences up to 1 point count as no difference
@@ -322,11 +323,6 @@ def claim_bn_init(probes: dict) -> list[Row]:
     return [a, b]
 
 
-def _running(metrics: pd.DataFrame, run: str, window: int) -> pd.Series:
-    rows = metrics[(metrics["run"] == run) & metrics["train_error"].notna()].sort_values("step")
-    return rows.set_index("step")["train_error"].rolling(window, min_periods=window).mean()
-
-
 def claim_speed(runs: pd.DataFrame, metrics: pd.DataFrame) -> Row:
     row = Row(
         6, "Residual nets converge faster", "common explanation", "", UNDECIDED, figure="fig6.png"
@@ -346,19 +342,12 @@ def claim_speed(runs: pd.DataFrame, metrics: pd.DataFrame) -> Row:
         return row
     pair = runs[runs["depth"] == depth]
     max_steps = int(pair["max_steps"].max())
-    window = max(1, int(0.05 * max_steps))
-    threshold = float(pair.groupby("family")["final_train_error"].mean().max()) + 0.05
-    reached = {}
-    for family, group in pair.groupby("family"):
-        steps = []
-        for run in group["run"]:
-            curve = _running(metrics, run, window)
-            hit = curve[curve <= threshold]
-            steps.append(float(hit.index[0]) if len(hit) else float(max_steps))
-        reached[family] = float(np.mean(steps))
+    level = convergence.threshold(pair)
+    timed = convergence.per_run(pair, metrics, level)
+    reached = timed.groupby("family")["iterations_to"].mean().to_dict()
     lead = (reached["plain"] - reached["resnet"]) / max_steps
     row.measured = (
-        f"iterations to a running training error of {100 * threshold:.1f}% at depth "
+        f"iterations to a running training error of {100 * level:.1f}% at depth "
         f"{depth}: plain {reached['plain']:.0f}, residual {reached['resnet']:.0f}"
     )
     if lead >= SPEED_MARGIN:
