@@ -54,8 +54,9 @@ def test_three_seeds_give_an_interval_that_decides_or_not(tmp_path):
 
 
 def test_t_quantile():
-    for dof, exact in ((2, 4.303), (4, 2.776), (10, 2.228), (1000, 1.962)):
+    for dof, exact in ((1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (1000, 1.962)):
         assert ledger.t975(dof) == pytest.approx(exact, rel=0.01)
+    assert 4.303 < ledger.t975(1.5) < 12.706  # two seeds each: Welch dof between 1 and 2
 
 
 def test_a_sweep_without_what_a_claim_needs_says_not_decided_and_why(tmp_path):
@@ -84,7 +85,8 @@ def test_probe_claims_follow_the_probe_tables(tmp_path):
         "downsampling": [False] * 6, "test_error": [0.3, 0.8, 0.9, 0.2, 0.21, 0.22],
     })  # fmt: skip
     landscape = pd.DataFrame({"net": ["plain-44 seed 0", "resnet-44 seed 0"],
-                              "top_hessian_eigenvalue": [100.0, 30.0]})  # fmt: skip
+                              "top_hessian_eigenvalue": [100.0, 30.0],
+                              "loss_at_edge_1d": [5.0, 2.0]})  # fmt: skip
     probes = {"init_probes": init, "lesions_single": lesions, "landscape": landscape}
     empty = pd.DataFrame(columns=["run", "status", "family", "depth"])
     rows = ledger.ledger(empty, pd.DataFrame(), probes)
@@ -95,10 +97,15 @@ def test_probe_claims_follow_the_probe_tables(tmp_path):
     assert verdict(rows, 10).verdict == ledger.SUPPORTED
     # The other way round: residual nets ruined by lesions, flatter plain minimum.
     probes["lesions_single"] = lesions.assign(test_error=[0.3, 0.31, 0.3, 0.2, 0.7, 0.8])
-    probes["landscape"] = landscape.assign(top_hessian_eigenvalue=[10.0, 40.0])
+    probes["landscape"] = landscape.assign(top_hessian_eigenvalue=[10.0, 40.0],
+                                           loss_at_edge_1d=[1.0, 9.0])  # fmt: skip
     rows = ledger.ledger(empty, pd.DataFrame(), probes)
     assert verdict(rows, 8).verdict == ledger.CONTRADICTED
     assert verdict(rows, 10).verdict == ledger.CONTRADICTED
+    # Curvature says one thing, the loss far away the other: not decided.
+    probes["landscape"] = landscape.assign(loss_at_edge_1d=[1.0, 9.0])
+    row = verdict(ledger.ledger(empty, pd.DataFrame(), probes), 10)
+    assert row.verdict == ledger.UNDECIDED and "disagree" in row.why
 
 
 def test_analyze_prints_the_ledger_and_writes_it_first(tmp_path):
@@ -120,15 +127,13 @@ def test_convergence_table_per_net_across_seeds(tmp_path):
     from degradation.analysis import convergence
 
     runs, metrics = sweep(tmp_path, {8: 0.10, 44: 0.25}, {8: 0.10, 44: 0.08}, seeds=(0, 1))
-    stats, level = convergence.table(runs, metrics)
-    assert level == pytest.approx(runs.groupby(["family", "depth"])["final_train_error"]
-                                  .mean().max() + 0.05)  # fmt: skip
+    stats = convergence.table(runs, metrics)
     assert len(stats) == 4 and (stats["seeds"] == 2).all()
-    by_net = stats.set_index(["family", "depth"])
-    # The same decay to a lower floor crosses the common threshold sooner.
-    assert (
-        by_net.loc[("resnet", 44), "iterations_mean"] < by_net.loc[("plain", 44), "iterations_mean"]
-    )
-    assert by_net["iterations_std"].notna().all() and by_net["gap_mean"].notna().all()
+    assert stats["iterations_std"].notna().all() and stats["gap_mean"].notna().all()
     lines = "\n".join(convergence.section(runs, metrics))
     assert "| resnet-44 |" in lines and "± " in lines
+    # By hand: error 1.0 for 50 steps, then 0.2; the 5-step running mean first reaches 0.25
+    # (within 5 points of 0.2) when its window holds 0.2 only, at step 54.
+    steps = pd.DataFrame({"run": "a", "step": range(100), "train_error": [1.0] * 50 + [0.2] * 50})
+    assert convergence.iterations_to(steps, "a", 0.25, max_steps=100) == 54
+    assert convergence.iterations_to(steps, "a", 0.1, max_steps=100) == 100  # never reached

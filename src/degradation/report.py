@@ -452,11 +452,11 @@ def write_analysis(
     written["table"] = out_dir / "table.csv"
 
     found = verdicts(runs)
-    probes = ledger.find_probes([out_dir, *probe_dirs])
+    probes = ledger.find_probes([*probe_dirs, out_dir])  # those named first
     claims = ledger.ledger(runs, metrics, probes)
     ledger.table(claims).to_csv(out_dir / "ledger.csv", index=False)
     written["ledger"] = out_dir / "ledger.csv"
-    for figure in ledger.probe_figures([out_dir, *probe_dirs]):  # beside the report's links
+    for figure in ledger.probe_figures([*probe_dirs, out_dir]):  # beside the report's links
         if figure.parent.resolve() != out_dir.resolve():
             shutil.copy(figure, out_dir / figure.name)
     status_counts = runs["status"].value_counts().to_dict()
@@ -488,7 +488,7 @@ def write_analysis(
         if name in written:
             lines += [f"![{caption}]({name}.png)", ""]
     lines += ["## Final errors (Table 6 style)", "", table.to_markdown(index=False), ""]
-    speeds, _ = convergence.table(runs, metrics)
+    speeds = convergence.table(runs, metrics)
     if len(speeds):
         speeds.to_csv(out_dir / "convergence.csv", index=False)
         written["convergence"] = out_dir / "convergence.csv"

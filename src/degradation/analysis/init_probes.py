@@ -4,7 +4,8 @@ Each net (family x norm x depth) is built with its He initialisation (seeded) an
 training mode (BN with the batch's own statistics, as at the first step) on a fixed batch of
 real images, with no update. Three measures:
 
-- **Gradient norms**: the L2 norm of the loss gradient w.r.t. each 3x3 conv's weights, in forward
+- **Gradient norms**: the root-mean-square loss gradient per weight of each 3x3 conv (its L2 norm
+  over the square root of its size, so that layers of different sizes compare), in forward
   order. The direction is kept: ``grad_log_ratio`` is log10(first layer / last layer), > 0 when
   gradients grow toward the input (exploding), < 0 when they shrink (vanishing).
 - **Forward signal**: the std of each block's output (after its last ReLU, the addition
@@ -89,7 +90,8 @@ def probe_net(
     finally:
         for h in handles:
             h.remove()
-    grads = [float(c.weight.grad.norm()) for c in conv3x3_layers(net)]
+    # per weight (RMS), so that layers of different sizes compare
+    grads = [float(c.weight.grad.norm() / c.weight.numel() ** 0.5) for c in conv3x3_layers(net)]
     correlation = gradient_correlation(
         net, x, eps, generator=torch.Generator().manual_seed(seed + 1)
     )

@@ -15,11 +15,13 @@ from degradation.results import collect
 def trained_nets(
     dirs: Sequence[Path], depths: Sequence[int] | None = None, export: bool = False
 ) -> tuple[dict[str, CifarNet], object]:
-    """Every finished 6n+2 run under ``dirs`` (of ``depths`` if given), named
+    """Every finished 6n+2 run with BN under ``dirs`` (of ``depths`` if given), named
     ``<family>-<depth> seed <seed>``, with the data module of the first; runs without weights
     are skipped with a line on stderr. ``export`` writes each run's ``weights.pt`` first."""
     runs, _ = collect(*dirs)
     runs = runs[runs["status"] == "finished"]
+    if "normalization" in runs:  # the paper's BN nets
+        runs = runs[runs["normalization"].isna()]
     if depths:
         runs = runs[runs["depth"].isin(depths)]
     nets, datamodule = {}, None
@@ -35,7 +37,8 @@ def trained_nets(
             print(f"skipping {run['run']}: not a 6n+2 net", file=sys.stderr)
             continue
         datamodule = datamodule or dm
-        nets[f"{run['family']}-{run['depth']} seed {run['seed']}"] = net
+        name = f"{run['family']}-{run['depth']} seed {run['seed']}"
+        nets[run["run"] if name in nets else name] = net  # a second such net: its run's name
     if datamodule is not None:
         datamodule.setup("fit")
     return nets, datamodule
