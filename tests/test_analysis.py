@@ -12,8 +12,11 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from conftest import ROOT, TINY, run_train
-from degradation import plots
-from degradation.report import results_table, verdict_text, verdicts, write_analysis
+from degradation.analysis import degradation as deg
+from degradation.analysis import style
+from degradation.analysis.degradation import verdict_text, verdicts
+from degradation.analysis.final_errors import results_table
+from degradation.report import write_analysis
 from degradation.results import NoRunsError, collect
 from degradation.runs import MetricsLogger, final_metrics, write_summary
 
@@ -121,7 +124,8 @@ def test_verdict_finds_degradation_and_the_residual_fix(tmp_path):
     assert verdict.degradation is True and verdict.residual_fix is True and verdict.reproduced
     assert verdict.plain.depths == [8, 20, 32] and verdict.plain.monotonic()
     assert verdict.plain.rise_final == pytest.approx(0.10, abs=0.01)
-    assert verdict.gaps[32][0] == pytest.approx(0.13, abs=0.01)
+    (gap, interval), _ = verdict.gaps[32]
+    assert gap == pytest.approx(0.13, abs=0.01) and interval[0] < gap < interval[1]
     text = verdict_text(verdict)
     assert "**Degradation: yes.**" in text and "**Residual fix: yes.**" in text
     assert "+10.0 points" in text or "+9.9 points" in text or "+10.1 points" in text
@@ -173,7 +177,7 @@ def test_table_has_mean_std_over_seeds_and_paper_numbers(tmp_path):
 
 def test_figures_have_one_line_per_depth_and_labelled_axes(tmp_path):
     runs, metrics = collect(degraded_sweep(tmp_path))
-    fig = plots.fig6(metrics)
+    fig = deg.fig6(metrics)
     assert isinstance(fig, Figure)
     left, right = fig.axes
     assert left.get_ylabel() == "error (%)" and left.get_xlabel() == "iterations"
@@ -184,10 +188,10 @@ def test_figures_have_one_line_per_depth_and_labelled_axes(tmp_path):
     # Dashed (training) and solid (test) line per depth, plus a seed band each.
     assert sum(line.get_linestyle() == "--" for line in left.lines) == 3
     assert len(left.collections) == 6
-    fig1 = plots.fig1(metrics)
+    fig1 = deg.fig1(metrics)
     assert [ax.get_title() for ax in fig1.axes] == ["training error", "test error"]
     assert fig1.axes[0].get_legend_handles_labels()[1] == ["8-layer", "32-layer"]
-    plots.save(fig, tmp_path / "fig6.png")
+    style.save(fig, tmp_path / "fig6.png")
     assert (tmp_path / "fig6.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -195,7 +199,7 @@ def test_smoothing_is_a_running_mean_per_run():
     metrics = pd.DataFrame(
         {"run": ["a"] * 4 + ["b"] * 4, "step": [0, 1, 2, 3] * 2, "train_error": [1, 0, 1, 0] * 2}
     )
-    smoothed = plots.smooth_train_error(metrics, fraction=0.5)
+    smoothed = style.smooth_train_error(metrics, fraction=0.5)
     assert smoothed["train_smooth"].tolist() == [1, 0.5, 0.5, 0.5] * 2
 
 
@@ -221,7 +225,11 @@ def test_analysis_says_what_it_skipped(tmp_path):
     make_run(tmp_path, "resnet", 8, 0.1)
     runs, metrics = collect(tmp_path)
     report = write_analysis(runs, metrics, tmp_path)["report"].read_text()
-    assert "fig1.png skipped: Fig. 1 needs plain runs of at least two depths" in report
+    assert "fig1: Fig. 1 needs plain runs of at least two depths" in report
+    # the question list says which questions the sweep could not answer, and why
+    questions = report.split("## Questions", 1)[1].split("\n## ", 1)[0]
+    assert "| Layer responses (Fig. 7 style)" in questions and "not answered" in questions
+    assert "answered; skipped 1 part(s)" in questions  # Fig. 1 of the degradation question
     assert "Degradation: not measurable" in report
 
 
@@ -264,7 +272,7 @@ def test_tiny_sweep_through_the_entry_point_then_analysis(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     report = (sweep / "report.md").read_text()
-    assert "## Verdict" in report and "**Degradation:" in report
+    assert "## Does it happen?" in report and "**Degradation:" in report
     table = pd.read_csv(sweep / "table.csv")
     assert sorted(table["net"]) == ["plain-14", "plain-8", "resnet-14", "resnet-8"]
     assert (sweep / "fig6.png").is_file() and (sweep / "fig1.png").is_file()
@@ -272,4 +280,38 @@ def test_tiny_sweep_through_the_entry_point_then_analysis(tmp_path):
     for name in ("fig7.png", "grad_profiles.png", "grad_ratios.png", "responses.csv"):
         assert (sweep / name).is_file(), name
     assert len(list(sweep.glob("*/responses.csv"))) == 4
-    assert "### Layer responses (Fig. 7 style)" in report and "### Gradient norms" in report
+    assert "## Layer responses (Fig. 7 style)" in report and "## Gradient norms" in report
+
+
+def test_verdict_is_not_decided_when_the_seeds_disagree(tmp_path):
+    """Two seeds whose deep plain errors straddle the margin: the interval decides nothing."""
+    for seed, deep in ((0, 0.08), (1, 0.15)):
+        make_run(tmp_path, "plain", 8, 0.10, seed=seed)
+        make_run(tmp_path, "plain", 20, deep, seed=seed)
+    (verdict,) = verdicts(collect(tmp_path)[0])
+    final, interval = verdict.plain.rise()
+    assert final == pytest.approx(0.015, abs=0.01) and interval[0] < 0.01 < interval[1]
+    assert verdict.degradation is None and not verdict.reproduced
+    text = verdict_text(verdict)
+    assert "**Degradation: not decided.**" in text and "95% interval" in text
+    assert "**Residual fix: not measurable**" in text
+    # the same runs with one seed each: no interval, the single values decide
+    (one,) = verdicts(
+        collect(tmp_path / "plain20-fashion_mnist-seed1", tmp_path / "plain8-fashion_mnist-seed1")[
+            0
+        ]
+    )
+    assert one.degradation is True and "One seed per net: no intervals" in verdict_text(one)
+
+
+def test_results_table_gives_the_interval_of_the_mean_test_error(tmp_path):
+    runs, _ = collect(degraded_sweep(tmp_path))
+    table = results_table(runs)
+    row = table[table["net"] == "plain-32"].iloc[0]
+    tests = runs.loc[runs["net"] == "plain-32", "final_test_error"].to_numpy(float)
+    half = 12.706 * tests.std(ddof=1) / np.sqrt(2)  # t(0.975, 1 dof) for two seeds
+    low, high = (float(x) for x in row["test error 95% interval (%)"].split(" to "))
+    assert low == pytest.approx(100 * (tests.mean() - half), abs=0.01)
+    assert high == pytest.approx(100 * (tests.mean() + half), abs=0.01)
+    single = results_table(collect(tmp_path / "plain32-fashion_mnist-seed0")[0])
+    assert single["test error 95% interval (%)"].iloc[0] == ""

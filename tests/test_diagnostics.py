@@ -7,15 +7,16 @@ import torch
 from test_analysis import degraded_sweep, make_run
 
 from conftest import TINY, run_train
-from degradation import diagnostics, plots
+from degradation.analysis import gradients, responses
+from degradation.analysis.shortcuts import shortcut_table
 from degradation.models import cifar_net
-from degradation.report import shortcut_table, write_analysis
+from degradation.report import write_analysis
 from degradation.results import collect
 
 
 def test_response_std_on_a_hand_computable_net():
     net = cifar_net(8, residual=True)
-    layers = diagnostics.response_layers(net)
+    layers = responses.response_layers(net)
     assert [name for name, _ in layers][:3] == ["stem", "stages.0.0.bn1", "stages.0.0.bn2"]
     assert len(layers) == 7  # the 3x3 convs of a depth-8 net: stem + 2 per block x 3 blocks
     expected = []
@@ -28,7 +29,7 @@ def test_response_std_on_a_hand_computable_net():
             bn.bias.copy_(bias)
         expected.append(bias.double().std(unbiased=False).item())
     batches = [torch.randn(5, 3, 32, 32), torch.randn(3, 3, 32, 32)]
-    np.testing.assert_allclose(diagnostics.layer_response_std(net, batches), expected, rtol=1e-6)
+    np.testing.assert_allclose(responses.layer_response_std(net, batches), expected, rtol=1e-6)
 
 
 def test_response_std_matches_direct_computation():
@@ -37,7 +38,7 @@ def test_response_std_matches_direct_computation():
     x = torch.randn(16, 3, 32, 32)
     with torch.no_grad():
         direct = net.stem[1](net.stem[0](x)).std(unbiased=False).item()
-    stds = diagnostics.layer_response_std(net, [x[:10], x[10:]])
+    stds = responses.layer_response_std(net, [x[:10], x[10:]])
     assert stds[0] == pytest.approx(direct, rel=1e-5)
 
 
@@ -62,11 +63,11 @@ def test_gradient_logging_does_not_change_training(tmp_path):
         losses.append(metrics.dropna(subset=["train_loss"])["train_loss"].tolist())
     assert losses[0] == losses[1]
     on, off = frames
-    columns = diagnostics.gradient_columns(on)
+    columns = gradients.gradient_columns(on)
     assert columns == [f"grad_conv{i}" for i in range(1, 8)]
     assert on.dropna(subset=columns)["step"].tolist() == [0, 5, 10, 15]
     assert (on[columns].dropna() > 0).all().all()
-    assert not diagnostics.gradient_columns(off)
+    assert not gradients.gradient_columns(off)
 
 
 def test_gradient_tables_and_figures():
@@ -84,23 +85,24 @@ def test_gradient_tables_and_figures():
             row.update({f"grad_conv{i}": 2.0**-i for i in range(1, 5)})
             rows.append(row)
     metrics = pd.DataFrame(rows)
-    grads = diagnostics.gradient_table(metrics)
+    grads = gradients.gradient_table(metrics)
     assert len(grads) == 4 * 3 * 4 and grads["layer"].max() == 4
-    spread = diagnostics.gradient_spread(grads)
+    spread = gradients.gradient_spread(grads)
     assert spread["min_over_max"].tolist() == pytest.approx([2.0**-3] * 12)
     assert spread["first_over_last"].tolist() == pytest.approx([8.0] * 12)
-    fig = plots.gradient_profiles(grads)
+    fig = gradients.gradient_profiles(grads)
     assert [ax.get_title() for ax in fig.axes] == ["plain-8", "plain-32", "resnet-8", "resnet-32"]
     assert fig.axes[0].get_yscale() == "log"
-    assert len(plots.gradient_ratios(spread).axes[0].lines) == 4 + 1  # nets + the 1.0 line
+    assert len(gradients.gradient_ratios(spread).axes[0].lines) == 4 + 1  # nets + the 1.0 line
 
 
 def test_analysis_skips_diagnostics_it_cannot_compute(tmp_path):
     runs, metrics = collect(degraded_sweep(tmp_path / "sweep", seeds=(0,)))
     report = write_analysis(runs, metrics, tmp_path / "out")["report"].read_text()
-    assert "fig7.png skipped: no finished run has a final checkpoint" in report
+    assert "Fig. 7: needs finished runs with final weights" in report
     assert "no checkpoints/final.ckpt, no weights.pt and no responses.csv" in report
-    assert "gradient norms skipped for runs that did not log them" in report
+    assert "gradient norms of runs that did not log them" in report
+    assert "## Layer responses" not in report and "## Gradient norms" not in report
     assert not (tmp_path / "out" / "fig7.png").exists()
 
 

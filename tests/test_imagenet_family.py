@@ -12,8 +12,8 @@ import torchvision
 from PIL import Image
 
 from conftest import run_train
+from degradation.analysis.responses import response_layers
 from degradation.data import IMAGENET_MEAN, DataUnavailableError, ImageFolderDataModule
-from degradation.diagnostics import response_layers
 from degradation.models import (
     PAPER_TABLE1_FLOPS,
     check_imagenet_depth,

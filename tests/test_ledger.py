@@ -118,19 +118,22 @@ def test_analyze_prints_the_ledger_and_writes_it_first(tmp_path):
         result.stdout
     )
     report = (tmp_path / "report.md").read_text()
-    assert report.index("## Claims ledger") < report.index("## Verdict")
+    assert report.index("## Claims ledger") < report.index("## Does it happen?")
     assert "Ledger: Error differences of at most 1 point" in report
     assert (tmp_path / "ledger.csv").is_file()
 
 
 def test_convergence_table_per_net_across_seeds(tmp_path):
     from degradation.analysis import convergence
+    from degradation.analysis.base import Context
 
     runs, metrics = sweep(tmp_path, {8: 0.10, 44: 0.25}, {8: 0.10, 44: 0.08}, seeds=(0, 1))
     stats = convergence.table(runs, metrics)
     assert len(stats) == 4 and (stats["seeds"] == 2).all()
     assert stats["iterations_std"].notna().all() and stats["gap_mean"].notna().all()
-    lines = "\n".join(convergence.section(runs, metrics))
+    ctx = Context(runs, metrics, tmp_path)
+    lines = "\n".join(convergence.section(ctx).lines)
+    assert (tmp_path / "convergence.csv").is_file()
     assert "| resnet-44 |" in lines and "± " in lines
     # By hand: error 1.0 for 50 steps, then 0.2; the 5-step running mean first reaches 0.25
     # (within 5 points of 0.2) when its window holds 0.2 only, at step 54.

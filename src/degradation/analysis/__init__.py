@@ -1,3 +1,4 @@
-"""Questions about why deep plain nets degrade, one module each: its computation, its figure and
-its report section (``init_probes`` so far; the earlier diagnostics live in
-``degradation.diagnostics``, ``plots`` and ``report``)."""
+"""The analysis of a sweep, one module per question (each holds its computation, its figure and
+its report section; :mod:`degradation.report` walks them), plus what they share: ``base``
+(context and section), ``stats`` (intervals), ``style`` (figures) and ``trained`` (rebuilding
+trained nets for probes)."""

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from degradation.analysis.base import Context, Section
+
+TITLE = "Convergence and generalization, per net"
+NEEDS = "finished runs with metrics"
 SPEED_WINDOW = 0.05  # running mean over this fraction of the run
 THRESHOLD_ABOVE = 0.05  # "close": within this much of the run's own final training error
 
@@ -57,12 +61,12 @@ def table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index()
 
 
-def section(runs: pd.DataFrame, metrics: pd.DataFrame) -> list[str]:
-    """Report lines: the per-net table (or why it is missing)."""
-    stats = table(runs, metrics)
-    lines = ["## Convergence and generalization, per net", ""]
+def section(ctx: Context) -> Section:
+    """The per-net table (also convergence.csv)."""
+    stats = table(ctx.runs, ctx.metrics)
     if stats.empty:
-        return [*lines, "No finished runs with metrics.", ""]
+        return Section(TITLE, answered=False, skipped=[f"needs {NEEDS}"])
+    ctx.save_table(stats, "convergence")
     shown = pd.DataFrame({
         "net": stats["family"] + "-" + stats["depth"].astype(str),
         "seeds": stats["seeds"],
@@ -75,12 +79,14 @@ def section(runs: pd.DataFrame, metrics: pd.DataFrame) -> list[str]:
             for m, s in zip(stats["gap_mean"], stats["gap_std"], strict=True)
         ],
     })  # fmt: skip
-    return [
-        *lines,
-        (__doc__ or "").split("\n\n", 1)[1].strip()
-        + " Mean ± std over seeds. Training error is measured on augmented batches in training "
-        "mode, so the gap can be negative.",
-        "",
-        shown.to_markdown(index=False),
-        "",
-    ]
+    return Section(
+        TITLE,
+        [
+            (__doc__ or "").split("\n\n", 1)[1].strip()
+            + " Mean ± std over seeds. Training error is measured on augmented batches in training "
+            "mode, so the gap can be negative.",
+            "",
+            shown.to_markdown(index=False),
+            "",
+        ],
+    )

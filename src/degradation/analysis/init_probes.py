@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
+from degradation.analysis.base import Context, Section, probe_section
 from degradation.models import BasicBlock, Block, BottleneckBlock, cifar_net
 
 BLOCKS = (Block, BasicBlock, BottleneckBlock)
@@ -197,3 +198,15 @@ def write(nets: pd.DataFrame, layers: pd.DataFrame, out: Path, formats=("png", "
     (out / "init_probes.md").write_text(
         report_section(nets) + "\n![init probes](init_probes.png)\n"
     )
+
+
+TITLE = "At initialisation: gradients, signal and shattering by depth"
+NEEDS = "init_probes.csv from experiments/probe_init.py (in the output or a --probes directory)"
+
+
+def section(ctx: Context) -> Section:
+    """This probe's table and figure, where its outputs are found."""
+    section, _ = probe_section(
+        ctx, TITLE, NEEDS, ["init_probes.csv"], "init_probes.png", report_section
+    )
+    return section

@@ -23,6 +23,8 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.func import functional_call
 
+from degradation.analysis.base import Context, Section, probe_section
+
 
 def weight_names(net: nn.Module) -> list[str]:
     """Names of the conv and linear weights: the parameters a direction moves."""
@@ -184,3 +186,15 @@ def write(one, two, numbers, out: Path, formats=("png", "pdf")) -> None:
     (out / "landscape.md").write_text(
         report_section(numbers) + "\n![loss landscape](landscape.png)\n"
     )
+
+
+TITLE = "Loss landscape of trained nets"
+NEEDS = "landscape.csv from experiments/probe_landscape.py"
+
+
+def section(ctx: Context) -> Section:
+    """This probe's table and figure, where its outputs are found."""
+    section, _ = probe_section(
+        ctx, TITLE, NEEDS, ["landscape.csv"], "landscape.png", report_section
+    )
+    return section

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from degradation import diagnostics
-from degradation.analysis import convergence
+from degradation.analysis import convergence, gradients, responses
+from degradation.analysis.base import Context, Section
+from degradation.analysis.stats import difference, t975  # noqa: F401 - t975 for callers
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not decided"
 MARGIN = 0.01  # error differences up to 1 point count as no difference
@@ -98,39 +99,6 @@ def _finished(runs: pd.DataFrame) -> pd.DataFrame:
 def _depth_values(runs: pd.DataFrame, family: str, column: str) -> dict[int, np.ndarray]:
     rows = runs[(runs["family"] == family) & runs[column].notna()]
     return {int(d): g[column].to_numpy(float) for d, g in rows.groupby("depth")}
-
-
-def t975(dof: float) -> float:
-    """The 97.5% quantile of Student's t with ``dof`` degrees of freedom: exact at 1 and 2,
-    interpolated in log between them, and a four-term Cornish-Fisher expansion in 1/dof from 2
-    on (within 1% of the exact value)."""
-    one, two = math.tan(0.475 * math.pi), 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))
-    if dof <= 1:
-        return one
-    if dof < 2:
-        return math.exp(math.log(one) + (dof - 1) * (math.log(two) - math.log(one)))
-    z, v = 1.959963984540054, float(dof)
-    return (
-        z
-        + (z**3 + z) / (4 * v)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
-        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
-    )
-
-
-def difference(a: np.ndarray, b: np.ndarray) -> tuple[float, tuple[float, float] | None]:
-    """mean(a) - mean(b), and its 95% Welch t interval when both have two or more values."""
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return diff, None
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return diff, (diff, diff)
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = t975(dof) * se
-    return diff, (diff - half, diff + half)
 
 
 def _pts(x: float) -> str:
@@ -257,13 +225,13 @@ def claim_vanishing(runs: pd.DataFrame, metrics: pd.DataFrame) -> Row:
         UNDECIDED,
         figure="grad_profiles.png",
     )
-    grads = diagnostics.gradient_table(metrics) if len(metrics) else pd.DataFrame()
+    grads = gradients.gradient_table(metrics) if len(metrics) else pd.DataFrame()
     plain = grads[grads["family"] == "plain"] if len(grads) else grads
     if plain.empty:
         row.why = "no gradient norms were logged (callbacks.gradients)"
         return row
     deep = plain[plain["depth"] == plain["depth"].max()]
-    spread = diagnostics.gradient_spread(deep)
+    spread = gradients.gradient_spread(deep)
     worst = float(spread["min_over_max"].min())
     row.measured = (
         f"plain-{int(deep['depth'].max())}: smallest/largest per-layer gradient "
@@ -538,11 +506,11 @@ def claim_responses(runs: pd.DataFrame) -> Row:
         UNDECIDED,
         figure="fig7.png",
     )
-    responses, _ = diagnostics.responses_table(runs)
-    if responses.empty:
+    found, _ = responses.responses_table(runs)
+    if found.empty:
         row.why = "no final checkpoints or responses.csv"
         return row
-    medians = responses.groupby(["family", "depth", "run"])["std"].median()  # per run
+    medians = found.groupby(["family", "depth", "run"])["std"].median()  # per run
     fams = medians.index.get_level_values("family")
     depths = sorted(
         set(medians[fams == "plain"].index.get_level_values("depth"))
@@ -643,14 +611,25 @@ def table(rows: list[Row]) -> pd.DataFrame:
     )
 
 
-def section(rows: list[Row]) -> list[str]:
-    """Report lines: the ledger table and its definitions."""
-    return [
-        "## Claims ledger",
-        "",
-        "Each explanation users bring, what this sweep measured, and the verdict computed from "
-        "it (thresholds under Definitions).",
-        "",
-        table(rows).to_markdown(index=False),
-        "",
-    ]
+TITLE = "Claims ledger"
+NEEDS = "finished runs; probe outputs (init_probes.csv, lesions_single.csv, landscape.csv) for the "
+NEEDS += "claims that need them"
+
+
+def section(ctx: Context) -> Section:
+    """The ledger table (also ledger.csv), probes looked for in the probe directories first."""
+    rows = ledger(ctx.runs, ctx.metrics, find_probes([*ctx.probe_dirs, ctx.out_dir]))
+    ctx.save_table(table(rows), "ledger")
+    for figure in probe_figures([*ctx.probe_dirs, ctx.out_dir]):  # beside the report's links
+        ctx.copy_beside(figure)
+    undecided = [f"claim {r.number}: {r.why}" for r in rows if r.verdict == UNDECIDED and r.why]
+    return Section(
+        TITLE,
+        [
+            "Each explanation users bring, what this sweep measured, and the verdict computed "
+            "from it (thresholds under Definitions).",
+            "",
+            table(rows).to_markdown(index=False),
+        ],
+        skipped=undecided,
+    )

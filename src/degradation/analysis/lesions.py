@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
+from degradation.analysis.base import Context, Section, probe_section
 from degradation.models import Block, CifarNet, ZeroPadShortcut
 
 
@@ -189,3 +190,20 @@ def write(single: pd.DataFrame, random: pd.DataFrame, out: Path, formats=("png",
     for fmt in formats:
         fig.savefig(out / f"lesions.{fmt}", dpi=130)
     (out / "lesions.md").write_text(report_section(single, random) + "\n![lesions](lesions.png)\n")
+
+
+TITLE = "Lesions: deleting blocks of trained nets"
+NEEDS = "lesions_single.csv and lesions_random.csv from experiments/probe_lesions.py"
+
+
+def section(ctx: Context) -> Section:
+    """This probe's table and figure, where its outputs are found."""
+    section, _ = probe_section(
+        ctx,
+        TITLE,
+        NEEDS,
+        ["lesions_single.csv", "lesions_random.csv"],
+        "lesions.png",
+        report_section,
+    )
+    return section

@@ -6,10 +6,51 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
 from degradation.data import DataUnavailableError
-from degradation.diagnostics import export_weights, load_run
 from degradation.models import CifarNet
 from degradation.results import collect
+from degradation.runs import CONFIG_FILE
+
+WEIGHTS_FILE = "weights.pt"
+
+
+def export_weights(run_dir: str | Path, checkpoint: str = "final.ckpt") -> Path:
+    """Write the net's final weights alone (fp32 state dict) to ``RUN_DIR/weights.pt``: what a
+    shipped run keeps so that probes can rebuild it without its checkpoints."""
+    run_dir = Path(run_dir)
+    state = torch.load(run_dir / "checkpoints" / checkpoint, map_location="cpu",
+                       weights_only=False)["state_dict"]  # fmt: skip
+    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    torch.save(weights, run_dir / WEIGHTS_FILE)
+    return run_dir / WEIGHTS_FILE
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "final.ckpt"):
+    """Rebuild a run's net and data module from its config, with the checkpoint's weights (or,
+    without checkpoints, the exported ``weights.pt``)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoints" / checkpoint
+    exported = run_dir / WEIGHTS_FILE
+    if not path.is_file() and not exported.is_file():
+        raise FileNotFoundError(f"{run_dir.name}: no checkpoints/{checkpoint}, no {WEIGHTS_FILE}")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir.name}: no resolved {CONFIG_FILE} to rebuild it from")
+    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
+    datamodule = instantiate(cfg.data)
+    net = instantiate(
+        cfg.model, in_channels=datamodule.in_channels, num_classes=datamodule.num_classes
+    )
+    if path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    else:
+        state = torch.load(exported, map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    return net, datamodule
 
 
 def trained_nets(

@@ -1,29 +1,26 @@
-"""Why plain nets degrade: layer responses (the paper's Fig. 7) and gradient norms (Section 4.1).
-
-- Layer responses: the standard deviation of each 3x3 layer's output after its BN and before the
-  ReLU or the addition, over a whole evaluation set, computed from a trained run's checkpoint.
-- Gradient norms: the L2 norm of the loss gradient with respect to each conv layer's weights,
-  logged during training by :class:`degradation.callbacks.GradientNorms` as ``grad_conv{i}``.
-"""
+"""Are residual functions small? The standard deviation of each 3x3 layer's response (after its
+BN, before the ReLU or the addition) over a whole evaluation set, computed from each finished
+run's final weights, as in the paper's Fig. 7 (Section 4.2)."""
 
 from __future__ import annotations
 
 import itertools
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from matplotlib.figure import Figure
 from torch import nn
 
+from degradation.analysis.base import Context, Section
+from degradation.analysis.style import net_key, net_styles
+from degradation.analysis.trained import load_run
 from degradation.data import DataUnavailableError
 from degradation.models import BasicBlock, Block, BottleneckBlock, CifarNet, ImageNetNet
-from degradation.runs import CONFIG_FILE
 
-GRAD_PREFIX = "grad_conv"
+TITLE = "Layer responses (Fig. 7 style)"
+NEEDS = "finished runs with final weights (checkpoints/final.ckpt or weights.pt) or responses.csv"
 RESPONSES_FILE = "responses.csv"
 
 
@@ -45,15 +42,6 @@ def response_layers(net: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
                         layers.append((f"{name}.bn{i}", getattr(block, f"bn{i}")))
         return layers
     raise TypeError(f"layer responses are not defined for {type(net).__name__}")
-
-
-def conv_layers(net: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    """The 3x3 convs in forward order (projection shortcuts excluded)."""
-    return [
-        (name, m)
-        for name, m in net.named_modules()
-        if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)
-    ]
 
 
 @torch.inference_mode()
@@ -99,47 +87,6 @@ def layer_response_std(net: nn.Module, batches) -> np.ndarray:
     return var.sqrt().numpy()
 
 
-WEIGHTS_FILE = "weights.pt"
-
-
-def export_weights(run_dir: str | Path, checkpoint: str = "final.ckpt") -> Path:
-    """Write the net's final weights alone (fp32 state dict) to ``RUN_DIR/weights.pt``: what a
-    shipped run keeps so that probes can rebuild it without its checkpoints."""
-    run_dir = Path(run_dir)
-    state = torch.load(run_dir / "checkpoints" / checkpoint, map_location="cpu",
-                       weights_only=False)["state_dict"]  # fmt: skip
-    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    torch.save(weights, run_dir / WEIGHTS_FILE)
-    return run_dir / WEIGHTS_FILE
-
-
-def load_run(run_dir: str | Path, checkpoint: str = "final.ckpt"):
-    """Rebuild a run's net and data module from its config, with the checkpoint's weights (or,
-    without checkpoints, the exported ``weights.pt``)."""
-    run_dir = Path(run_dir)
-    path = run_dir / "checkpoints" / checkpoint
-    exported = run_dir / WEIGHTS_FILE
-    if not path.is_file() and not exported.is_file():
-        raise FileNotFoundError(
-            f"{run_dir.name}: no checkpoints/{checkpoint}, no {WEIGHTS_FILE} and no "
-            f"{RESPONSES_FILE}"
-        )
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir.name}: no resolved {CONFIG_FILE} to rebuild it from")
-    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
-    datamodule = instantiate(cfg.data)
-    net = instantiate(
-        cfg.model, in_channels=datamodule.in_channels, num_classes=datamodule.num_classes
-    )
-    if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    else:
-        state = torch.load(exported, map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
-    return net, datamodule
-
-
 def run_responses(run_dir: str | Path, max_images: int | None = None) -> np.ndarray:
     """Layer response stds of a finished run over its test set (or its first ``max_images``).
 
@@ -150,7 +97,10 @@ def run_responses(run_dir: str | Path, max_images: int | None = None) -> np.ndar
     cached = run_dir / RESPONSES_FILE
     if cached.is_file():
         return pd.read_csv(cached)["std"].to_numpy()
-    net, dm = load_run(run_dir)
+    try:
+        net, dm = load_run(run_dir)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err} and no {RESPONSES_FILE}") from None
     dm.setup("test")
     if hasattr(dm, "preprocess"):  # data sets held in memory
         images = dm.eval_sets["test"].tensors[0]
@@ -205,41 +155,69 @@ def responses_table(
     return pd.DataFrame(rows), skipped
 
 
-def gradient_columns(metrics: pd.DataFrame) -> list[str]:
-    """The per-layer gradient-norm columns in layer order."""
-    cols = [c for c in metrics.columns if c.startswith(GRAD_PREFIX)]
-    return sorted(cols, key=lambda c: int(c[len(GRAD_PREFIX) :]))
+def _median_by_net(responses: pd.DataFrame) -> pd.Series:
+    return responses.groupby("net")["std"].median()
 
 
-def gradient_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Tidy gradient norms: run, net, family, depth, seed, step, layer, norm."""
-    cols = gradient_columns(metrics)
-    if not cols:
-        return pd.DataFrame(
-            columns=["run", "net", "family", "depth", "seed", "step", "layer", "norm"]
+def responses_text(responses: pd.DataFrame) -> str:
+    """Median layer response per net, and deepest residual vs deepest plain."""
+    medians = _median_by_net(responses)
+    order = sorted(medians.index, key=net_key)
+    listed = ", ".join(f"{n} {medians[n]:.3f}" for n in order)
+    text = f"Median std of the 3x3 layers' responses: {listed}."
+    deepest = {}
+    for family in ("plain", "resnet"):
+        nets = [n for n in order if n.startswith(family + "-")]
+        if nets:
+            deepest[family] = nets[-1]
+    if len(deepest) == 2:
+        p, r = deepest["plain"], deepest["resnet"]
+        ratio = medians[r] / medians[p]
+        text += (
+            f" The deepest residual net's median response is {ratio:.2f} times that of the "
+            f"deepest plain net ({r} {medians[r]:.3f} vs {p} {medians[p]:.3f}): "
+            + (
+                "residual responses are smaller, as in the paper's Fig. 7."
+                if ratio < 1
+                else "residual responses are not smaller, unlike the paper's Fig. 7."
+            )
         )
-    logged = metrics.dropna(subset=cols, how="all")
-    tidy = logged.melt(
-        id_vars=["run", "net", "family", "depth", "seed", "step"],
-        value_vars=cols,
-        var_name="layer",
-        value_name="norm",
-    ).dropna(subset=["norm"])
-    tidy["layer"] = tidy["layer"].str[len(GRAD_PREFIX) :].astype(int)
-    return tidy.sort_values(["run", "step", "layer"], ignore_index=True)
+    return text
 
 
-def gradient_spread(grads: pd.DataFrame) -> pd.DataFrame:
-    """Per run and logged step: smallest/largest per-layer norm and first/last layer ratio."""
+def fig7(responses: pd.DataFrame) -> Figure:
+    """Fig. 7 style: std of each 3x3 layer's response, in layer order (top) and sorted (bottom)."""
+    if responses.empty:
+        raise ValueError("no layer responses to plot")
+    means = responses.groupby(["net", "family", "depth", "layer"])["std"].mean().reset_index()
+    nets = sorted(means["net"].unique(), key=net_key)
+    styles = net_styles(nets)
+    fig = Figure(figsize=(8.5, 6.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1)
+    for net in nets:
+        values = means[means["net"] == net].sort_values("layer")["std"].to_numpy()
+        x = range(1, len(values) + 1)
+        top.plot(x, values, label=net, **styles[net])
+        bottom.plot(x, sorted(values, reverse=True), label=net, **styles[net])
+    top.set(xlabel="layer index (original order)", ylabel="std of response")
+    bottom.set(xlabel="layer index (sorted by magnitude)", ylabel="std of response")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+    top.legend(fontsize=8, ncol=2)
+    fig.suptitle(
+        "Std of each 3x3 layer's response (after BN, before ReLU/addition), test set", fontsize=10
+    )
+    return fig
 
-    def stats(group: pd.DataFrame) -> pd.Series:
-        norms = group.sort_values("layer")["norm"].to_numpy()
-        return pd.Series(
-            {
-                "min_over_max": norms.min() / norms.max() if norms.max() > 0 else math.nan,
-                "first_over_last": norms[0] / norms[-1] if norms[-1] > 0 else math.nan,
-            }
-        )
 
-    keys = ["run", "net", "family", "depth", "seed", "step"]
-    return grads.groupby(keys).apply(stats, include_groups=False).reset_index()
+def section(ctx: Context) -> Section:
+    """The median responses in words and the figure (also responses.csv)."""
+    responses, skipped = responses_table(ctx.runs, progress=ctx.progress)
+    out = Section(TITLE, skipped=[f"layer responses of {msg}" for msg in skipped])
+    if responses.empty:
+        out.answered = False
+        out.skipped.append(f"Fig. 7: needs {NEEDS}")
+        return out
+    ctx.save_table(responses, "responses")
+    out.lines += [responses_text(responses), "", ctx.save_figure(fig7(responses), "fig7")]
+    return out

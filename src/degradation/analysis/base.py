@@ -1,0 +1,111 @@
+"""What every question of the analysis shares: the sweep it reads (:class:`Context`) and the
+report section it returns (:class:`Section`).
+
+A question is a module of this package with ``TITLE`` (the question, in words), ``NEEDS``
+(what a sweep must hold to answer it) and ``section(ctx) -> Section``; the report walks them in
+:data:`degradation.report.QUESTIONS` order.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def stderr_progress(message: str) -> None:
+    """Progress of a long step, on stderr (stdout keeps the results)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Context:
+    """A sweep's runs and metrics, where to write, and the probe outputs found beside it."""
+
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    out_dir: Path
+    probe_dirs: list[Path] = field(default_factory=list)
+    progress: Callable[[str], None] = stderr_progress
+    formats: tuple[str, ...] = ("png", "pdf")
+    written: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        """The finished runs."""
+        return self.runs[self.runs["status"] == "finished"]
+
+    def save_figure(self, fig: Figure, name: str) -> str:
+        """Write ``fig`` as ``name.<format>`` for every format; return the Markdown image link
+        (the first format)."""
+        for fmt in self.formats:
+            fig.savefig(self.out_dir / f"{name}.{fmt}", dpi=130)
+        path = self.out_dir / f"{name}.{self.formats[0]}"
+        self.written[name] = path
+        return f"![{name}]({path.name})"
+
+    def save_table(self, frame: pd.DataFrame, name: str) -> Path:
+        """Write ``frame`` as ``name.csv``."""
+        path = self.out_dir / f"{name}.csv"
+        frame.to_csv(path, index=False)
+        self.written[name] = path
+        return path
+
+    def copy_beside(self, figure: Path) -> str:
+        """Copy a probe's figure (each format) next to the report; return its Markdown link."""
+        for fmt in self.formats:
+            source = figure.with_suffix(f".{fmt}")
+            target = self.out_dir / source.name
+            if source.is_file() and source.resolve() != target.resolve():
+                shutil.copy(source, target)
+        return f"![{figure.stem}]({figure.name})"
+
+    def probe_file(self, name: str) -> Path | None:
+        """The first ``name`` in the probe directories, then the output directory."""
+        for directory in [*self.probe_dirs, self.out_dir]:
+            if (Path(directory) / name).is_file():
+                return Path(directory) / name
+        return None
+
+
+@dataclass
+class Section:
+    """One question's part of the report."""
+
+    title: str
+    lines: list[str] = field(default_factory=list)
+    # what the question could not do, and why (shown in the report's question list)
+    skipped: list[str] = field(default_factory=list)
+    # False when the sweep holds nothing the question needs (the section is then left out)
+    answered: bool = True
+
+    def markdown(self) -> list[str]:
+        """The section's report lines, under its heading."""
+        return [f"## {self.title}", "", *self.lines, ""] if self.answered else []
+
+
+def probe_section(
+    ctx: Context, title: str, needs: str, tables: list[str], figure: str, body
+) -> tuple[Section, list[pd.DataFrame]]:
+    """A section built from a probe's output tables (found with :meth:`Context.probe_file`, all
+    in one directory): ``body(*frames)`` gives its Markdown (a leading ``## `` heading is
+    dropped), followed by the probe's figure. Unanswered when the first table is missing."""
+    first = ctx.probe_file(tables[0])
+    if first is None:
+        return Section(title, answered=False, skipped=[f"needs {needs}"]), []
+    missing = [t for t in tables if not (first.parent / t).is_file()]
+    if missing:
+        return Section(title, answered=False, skipped=[f"{first.parent}: no {missing[0]}"]), []
+    frames = [pd.read_csv(first.parent / t) for t in tables]
+    text = body(*frames).strip().splitlines()
+    if text and text[0].startswith("## "):
+        text = text[1:]
+    lines = [*text, "", f"From `{first.parent}`.", ""]
+    if (first.parent / figure).is_file():
+        lines.append(ctx.copy_beside(first.parent / figure))
+    return Section(title, lines), frames

@@ -1,0 +1,108 @@
+"""How do the final errors compare with the paper? Per net setting: training and test error over
+seeds (mean ± std, and a 95% t interval of the mean with two or more seeds), parameters, and the
+paper's number where the setting matches: Table 6 (CIFAR-10 ResNets, width 16, option A) or
+Table 2 (ImageNet, 18 and 34 layers, width 64)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from degradation.analysis.base import Context, Section
+from degradation.analysis.stats import mean_interval
+from degradation.results import setting_table
+
+TITLE = "Final errors (Table 6 style)"
+NEEDS = "runs with a final summary"
+# Table 6 of the paper: CIFAR-10 test error (%) of ResNets (option A, width 16), with augmentation.
+PAPER_TABLE6 = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+# Table 2: ImageNet top-1 validation error (%, 10-crop), plain and residual 18/34 (width 64).
+PAPER_TABLE2 = {("plain", 18): 27.94, ("plain", 34): 28.54, ("resnet", 18): 27.88,
+                ("resnet", 34): 25.03}  # fmt: skip
+
+
+def paper_number(row: pd.Series) -> float | None:
+    """The paper's test error (%) for this setting, where the paper reports it."""
+    if row.get("normalization") not in (None, "-") and not pd.isna(row.get("normalization")):
+        return None
+    if (
+        row.get("data") == "cifar10"
+        and row["family"] == "resnet"
+        and row.get("width") == 16
+        and row.get("shortcut") == "A"
+    ):
+        return PAPER_TABLE6.get(int(row["depth"]))
+    if row.get("data") == "imagenet" and row.get("width") == 64:
+        return PAPER_TABLE2.get((row["family"], int(row["depth"])))
+    return None
+
+
+def mean_std(row: pd.Series, name: str) -> str:
+    """``mean ± std`` (in %) of a setting-table column."""
+    mean, std = row[f"{name}_mean"], row[f"{name}_std"]
+    if pd.isna(mean):
+        return "n/a"
+    return f"{100 * mean:.2f}" + ("" if pd.isna(std) else f" ± {100 * std:.2f}")
+
+
+def _interval(values: pd.Series) -> str:
+    _, ci = mean_interval(values)
+    return "" if ci is None else f"{100 * ci[0]:.2f} to {100 * ci[1]:.2f}"
+
+
+def _setting_runs(runs: pd.DataFrame, row: pd.Series, keys: list[str]) -> pd.DataFrame:
+    done = runs[runs["status"] == "finished"]
+    for key in keys:
+        column = done[key].astype(object).fillna("-")
+        done = done[column == row[key]]
+    return done
+
+
+def results_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Final training and test error per setting (mean ± std and 95% interval over seeds),
+    params, and the paper's test error where it applies."""
+    table = setting_table(runs)
+    keys = [c for c in table.columns if c in runs.columns and c != "params"]
+    rows = []
+    for _, row in table.iterrows():
+        seeds = _setting_runs(runs, row, keys)
+        rows.append(
+            {
+                "net": f"{row['family']}-{int(row['depth'])}",
+                "shortcut": row.get("shortcut", "-"),
+                "width": int(row["width"]) if "width" in row else None,
+                "data": row.get("data"),
+                "iterations": int(row["max_steps"]) if "max_steps" in row else None,
+                "seeds": int(row["seeds"]),
+                "params": int(row["params"]) if not pd.isna(row["params"]) else None,
+                "train error (%)": mean_std(row, "final_train_error"),
+                "train error, last 20% (%)": mean_std(row, "late_train_error"),
+                "test error (%)": mean_std(row, "final_test_error"),
+                "test error 95% interval (%)": _interval(seeds["final_test_error"]),
+                "paper test error (%)": paper_number(row),
+                "not finished": row.get("not_finished") or "",
+            }
+        )
+    out = pd.DataFrame(rows)
+    if "normalization" in table and (table["normalization"] != "-").any():
+        out.insert(2, "normalization", table["normalization"].replace("-", "batch").to_numpy())
+    return out
+
+
+def section(ctx: Context) -> Section:
+    """The table (also table.csv and table.md)."""
+    table = results_table(ctx.runs)
+    ctx.save_table(table, "table")
+    (ctx.out_dir / "table.md").write_text(table.to_markdown(index=False) + "\n")
+    out = Section(TITLE)
+    out.lines += [
+        "Mean ± std over seeds; the interval is the 95% t interval of the mean test error "
+        "(two or more seeds).",
+        "",
+        table.to_markdown(index=False),
+    ]
+    if table["paper test error (%)"].isna().all():
+        out.skipped.append(
+            "paper comparison: no setting matches one the paper reports (CIFAR-10 option-A "
+            "ResNets of width 16, or ImageNet 18/34 of width 64)"
+        )
+    return out
