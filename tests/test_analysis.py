@@ -34,12 +34,17 @@ def make_run(
     eval_every=50,
     write_summary_file=True,
     shortcut="A",
+    **design,
 ):
-    """A run directory in the suite's real format whose training error ends near ``final``."""
+    """A run directory in the suite's real format whose training error ends near ``final``;
+    ``design`` holds further model options (e.g. ``block="preact"``, ``norm="none"``)."""
     residual = family == "resnet"
-    name = f"{family}{depth}{shortcut if residual else ''}-{data}-seed{seed}"
+    tag = "".join(f"-{k}{v}" for k, v in sorted(design.items()))
+    name = f"{family}{depth}{shortcut if residual else ''}{tag}-{data}-seed{seed}"
     run_dir = root / name
-    model = {"depth": depth, "residual": residual, "width": width}
+    model = {"depth": depth, "residual": residual, "width": width, **design}
+    if family == "dense":
+        model = {"_target_": "degradation.models.densenet", "depth": depth, **design}
     if residual:
         model["shortcut"] = shortcut
     target = {"fashion_mnist": "FashionMNISTDataModule", "cifar10": "CIFAR10DataModule"}[data]
@@ -76,6 +81,9 @@ def make_run(
             "steps": steps,
             "wall_time_s": 1.5 * depth,
         }
+        summary.update({k: v for k, v in design.items() if k != "norm"})
+        if design.get("norm", "batch") != "batch":
+            summary["normalization"] = design["norm"]
         if status == "finished":
             summary.update(final_metrics(logger.frame()))
         write_summary(run_dir, summary)

@@ -79,7 +79,8 @@ def _net_name(pl_module: L.LightningModule) -> str:
     net = getattr(pl_module, "net", None)
     if net is None or not hasattr(net, "depth"):
         return type(pl_module).__name__
-    return f"{'resnet' if net.residual else 'plain'}-{net.depth}"
+    fam = getattr(net, "family", None) or ("resnet" if net.residual else "plain")
+    return f"{fam}-{net.depth}"
 
 
 class GradientNorms(L.Callback):

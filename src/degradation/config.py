@@ -34,6 +34,12 @@ class PlainNetSchema:
     width: int = 16
     # batch (BN after every conv, the paper) or none (no normalization; convs with a bias)
     norm: str = "batch"
+    # post (the 2015 unit) or preact (full pre-activation, He et al. 2016)
+    block: str = "post"
+    # basic (two 3x3 convs, depth 6n+2) or bottleneck (1x1, 3x3, 1x1; depth 9n+2)
+    unit: str = "basic"
+    # default (He), zero_last_bn, fixup or skipinit (the last three for residual nets)
+    init: str = "default"
 
 
 @dataclass
@@ -42,6 +48,25 @@ class ResNetSchema(PlainNetSchema):
 
     residual: bool = True
     shortcut: str = "A"
+    # identity, scaling, exclusive_gating, shortcut_gating, conv1x1 or dropout (He et al. 2016,
+    # Table 1), on the shortcuts of the blocks that keep the shape
+    shortcut_variant: str = "identity"
+    shortcut_scale: float = 0.5
+    scale_branch: bool = True
+    gate_bias: float = -6.0
+    shortcut_dropout: float = 0.5
+
+
+@dataclass
+class DenseNetSchema:
+    """``model=densenet``: DenseNet-BC for small images (Huang et al. 2017)."""
+
+    _target_: str = "degradation.models.densenet"
+    # 6n+4: 3 dense blocks of n bottleneck layers (2 convs each), stem, 2 transitions, FC
+    depth: int = 100
+    growth_rate: int = 12
+    compression: float = 0.5
+    norm: str = "batch"
 
 
 @dataclass
@@ -209,6 +234,7 @@ SCHEMAS: dict[tuple[str | None, str], type] = {
     ("model", "plain_schema"): PlainNetSchema,
     ("model", "resnet_schema"): ResNetSchema,
     ("model", "imagenet_net_schema"): ImageNetNetSchema,
+    ("model", "densenet_schema"): DenseNetSchema,
     ("data", "synthetic_schema"): SyntheticSchema,
     ("data", "fashion_mnist_schema"): FashionMNISTSchema,
     ("data", "cifar10_schema"): CIFAR10Schema,

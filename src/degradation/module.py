@@ -183,7 +183,12 @@ class DegradationModule(L.LightningModule):
         self._evaluate(batch, dataloader_idx, name="test")
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        params = self.parameters()
+        groups = getattr(self.net, "parameter_groups", None)
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        if groups is not None and lr is not None:  # e.g. Fixup's scalars at a tenth of the lr
+            params = groups(float(lr)) or params
+        optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

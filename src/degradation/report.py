@@ -22,7 +22,10 @@ from degradation.analysis import (
     landscape,
     ledger,
     lesions,
+    normalization,
+    preactivation,
     responses,
+    shortcut_variants,
     shortcuts,
 )
 from degradation.analysis.base import Context, Section, stderr_progress
@@ -33,6 +36,9 @@ QUESTIONS = [
     final_errors,
     convergence,
     shortcuts,
+    shortcut_variants,
+    preactivation,
+    normalization,
     responses,
     gradients,
     init_probes,

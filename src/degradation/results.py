@@ -14,24 +14,39 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from degradation.models import family
-from degradation.rundirs import run_status
+from degradation.rundirs import model_fields, run_status
 from degradation.runs import METRICS_FILE, SUMMARY_FILE, final_metrics, read_summary
 
 # Columns that describe what a run trained (its configuration), in table order.
 # (``normalization``: model.norm for nets without BN, None for the paper's BN nets.)
+# (``block``, ``unit``, ``shortcut_variant`` and its settings, ``init``: the 2016 design options of
+# the CIFAR family; ``growth_rate``, ``compression``: DenseNet's. None where a net has no such
+# option; runs made before these options existed have None, which means the 2015 design.)
+DESIGN_COLUMNS = [
+    "block",
+    "unit",
+    "shortcut_variant",
+    "shortcut_scale",
+    "scale_branch",
+    "gate_bias",
+    "shortcut_dropout",
+    "init",
+    "growth_rate",
+    "compression",
+]
 CONFIG_COLUMNS = [
     "family",
     "depth",
     "width",
     "shortcut",
     "normalization",
+    *DESIGN_COLUMNS,
     "data",
     "max_steps",
     "seed",
 ]
 # Columns that identify a network setting across seeds.
-SETTING_COLUMNS = ["family", "depth", "width", "shortcut", "normalization", "data", "max_steps"]
+SETTING_COLUMNS = [c for c in CONFIG_COLUMNS if c != "seed"]
 # Mean training error over this last fraction of the iterations: "the last part of training".
 LATE_WINDOW = 0.2
 
@@ -63,6 +78,7 @@ def _config_fields(run_dir: Path) -> dict:
     cfg = OmegaConf.load(path)
     model, data = cfg.get("model", {}), cfg.get("data", {})
     residual = bool(model.get("residual", False))
+    fields = model_fields(OmegaConf.to_container(model) if model else {})
     target = str(data.get("_target_", ""))
     data_name = {
         "FashionMNISTDataModule": "fashion_mnist",
@@ -70,7 +86,7 @@ def _config_fields(run_dir: Path) -> dict:
         "SyntheticDataModule": "synthetic",
     }.get(target.rsplit(".", 1)[-1], target)
     return {
-        "family": family(residual),
+        **fields,
         "depth": model.get("depth"),
         "width": model.get("width"),
         "shortcut": model.get("shortcut") if residual else None,

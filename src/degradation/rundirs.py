@@ -69,6 +69,15 @@ HASH_DEFAULTS: dict[str, Any] = {
     "trainer.gradient_clip_val": None,
     "optimizer.nesterov": False,
     "model.norm": "batch",
+    # the 2016 designs of the CIFAR family (degradation.models.CifarNet)
+    "model.block": "post",
+    "model.unit": "basic",
+    "model.shortcut_variant": "identity",
+    "model.shortcut_scale": 0.5,
+    "model.scale_branch": True,
+    "model.gate_bias": -6.0,
+    "model.shortcut_dropout": 0.5,
+    "model.init": "default",
 }
 
 
@@ -289,9 +298,93 @@ def family(residual: bool) -> str:
     return "resnet" if residual else "plain"
 
 
+def is_dense(model: Mapping[str, Any]) -> bool:
+    """Whether a model configuration builds a DenseNet (``model=densenet``)."""
+    return str(model.get("_target_", "")).endswith(".densenet") or "growth_rate" in model
+
+
+def model_family(model: Mapping[str, Any]) -> str:
+    """``resnet``, ``plain`` or ``dense``: the family of a model configuration."""
+    return "dense" if is_dense(model) else family(bool(model.get("residual", False)))
+
+
+# What a run's table says about the options of the 2016 designs and DenseNet: the column and
+# the key's default (a run whose configuration lacks the key has the default).
+DESIGN_DEFAULTS: dict[str, Any] = {
+    "block": "post",
+    "unit": "basic",
+    "shortcut_variant": "identity",
+    "init": "default",
+}
+# The settings of each shortcut variant (columns of the run table; None for other variants).
+VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
+    "scaling": {"shortcut_scale": 0.5, "scale_branch": True},
+    "exclusive_gating": {"gate_bias": -6.0},
+    "shortcut_gating": {"gate_bias": -6.0},
+    "dropout": {"shortcut_dropout": 0.5},
+}
+SETTING_KEYS = ("shortcut_scale", "scale_branch", "gate_bias", "shortcut_dropout")
+
+
+def model_fields(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The run-table fields of a model configuration beyond depth, width, shortcut and norm:
+    ``family`` and the design options (``block``, ``unit``, ``shortcut_variant`` and its
+    settings, ``init``; None where the net has no such option) and DenseNet's
+    ``growth_rate`` and ``compression`` (None for other nets)."""
+    fam = model_family(model)
+    cifar = fam != "dense" and "stem" not in model  # the CIFAR family (not ImageNet, not dense)
+    fields: dict[str, Any] = {"family": fam}
+    for key, default in DESIGN_DEFAULTS.items():
+        fields[key] = model.get(key, default) if cifar else None
+    variant = fields["shortcut_variant"]
+    if fam != "resnet" and variant == "identity":
+        fields["shortcut_variant"] = None  # a plain net has no shortcut
+    settings = VARIANT_SETTINGS.get(variant or "", {})
+    for key in SETTING_KEYS:
+        fields[key] = model.get(key, settings[key]) if key in settings else None
+    fields["growth_rate"] = model.get("growth_rate", 12) if fam == "dense" else None
+    fields["compression"] = model.get("compression", 0.5) if fam == "dense" else None
+    return fields
+
+
+def _design_name(model: Mapping[str, Any]) -> str:
+    """The name parts of the 2016 design options that differ from the defaults."""
+    parts = []
+    if model.get("block", "post") != "post":
+        parts.append(str(model.get("block")))
+    if model.get("unit", "basic") != "basic":
+        parts.append(str(model.get("unit")))
+    variant = model.get("shortcut_variant", "identity")
+    if variant != "identity":
+        part = str(variant)
+        if variant == "scaling":
+            if model.get("shortcut_scale", 0.5) != 0.5:
+                part += f"{model.get('shortcut_scale'):g}"
+            if not model.get("scale_branch", True):
+                part += "-shortcutonly"
+        elif variant in ("exclusive_gating", "shortcut_gating"):
+            if model.get("gate_bias", -6.0) != -6.0:
+                part += f"-bias{model.get('gate_bias'):g}"
+        elif variant == "dropout" and model.get("shortcut_dropout", 0.5) != 0.5:
+            part += f"{model.get('shortcut_dropout'):g}"
+        parts.append(part)
+    return "".join(f"-{p}" for p in parts)
+
+
 def run_name(model: Mapping[str, Any], data: str, seed: int) -> str:
     """The readable part of a run's name, e.g. ``resnet56-B-fashion_mnist-seed1``,
-    ``plain34-smallstem-w8-fashion_mnist-seed0`` or ``plain20-nonorm-cifar10-seed0``."""
+    ``plain34-smallstem-w8-fashion_mnist-seed0``, ``plain20-nonorm-cifar10-seed0``,
+    ``resnet164-B-preact-bottleneck-cifar10-seed0``, ``resnet110-scaling-cifar10-seed0``,
+    ``resnet20-nonorm-fixup-w8-fashion_mnist-seed0`` or ``dense100-cifar10-seed0``."""
+    norm = model.get("norm", "batch")
+    norm_part = "" if norm == "batch" else ("-nonorm" if norm == "none" else f"-{norm}norm")
+    if is_dense(model):
+        name = f"dense{model.get('depth')}"
+        if model.get("growth_rate", 12) != 12:
+            name += f"-k{model.get('growth_rate')}"
+        if model.get("compression", 0.5) != 0.5:
+            name += f"-c{model.get('compression'):g}"
+        return f"{name}{norm_part}-{data}-seed{seed}"
     residual = bool(model.get("residual", False))
     name = f"{family(residual)}{model.get('depth')}"
     imagenet_family = "stem" in model  # ResNet-18/34/50/101/152 and twins: 64 wide by default
@@ -299,9 +392,9 @@ def run_name(model: Mapping[str, Any], data: str, seed: int) -> str:
         name += f"-{model.get('stem')}stem"
     if residual and model.get("shortcut", "A") != "A":
         name += f"-{model.get('shortcut')}"
-    norm = model.get("norm", "batch")
-    if norm != "batch":
-        name += "-nonorm" if norm == "none" else f"-{norm}norm"
+    name += _design_name(model) + norm_part
+    if model.get("init", "default") != "default":
+        name += f"-{model.get('init')}"
     if model.get("width", 16) != (64 if imagenet_family else 16):
         name += f"-w{model.get('width')}"
     return f"{name}-{data}-seed{seed}"

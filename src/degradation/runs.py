@@ -38,7 +38,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from degradation.data.base import DataUnavailableError
-from degradation.models import check_depth, check_imagenet_depth, count_parameters
+from degradation.models import (
+    check_cifar_config,
+    check_dense_depth,
+    check_depth,
+    check_imagenet_depth,
+    count_parameters,
+)
 from degradation.module import DegradationModule, Diverged
 from degradation.rundirs import (  # noqa: F401 - re-exported: the run directory's vocabulary
     CHECKPOINT_DIR,
@@ -54,6 +60,8 @@ from degradation.rundirs import (  # noqa: F401 - re-exported: the run directory
     RunLocked,
     family,
     is_rank_zero,
+    model_family,
+    model_fields,
     paper_warmup,
     provenance,
     read_summary,
@@ -66,7 +74,13 @@ from degradation.rundirs import (  # noqa: F401 - re-exported: the run directory
 
 log = logging.getLogger(__name__)
 # Depth checks of the model builders, run before anything is written.
-DEPTH_CHECKS = {"cifar_net": check_depth, "imagenet_net": check_imagenet_depth}
+DEPTH_CHECKS = {
+    "cifar_net": check_depth,
+    "imagenet_net": check_imagenet_depth,
+    "densenet": check_dense_depth,
+}
+# Checks of the other model options (combinations that cannot or should not be built).
+OPTION_CHECKS = {"cifar_net": check_cifar_config}
 FIRST_COLUMNS = ["step", "train_error", "train_loss", "lr", "test_error", "test_loss"]
 # Final training error/loss: mean of the per-batch values over this last fraction of the steps.
 FINAL_TRAIN_WINDOW = 0.05
@@ -213,10 +227,19 @@ def check_config(cfg: DictConfig) -> None:
             "trainer.sync_batchnorm needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on "
             "CPUs); leave it false here"
         )
-    depth_check = DEPTH_CHECKS.get(str(cfg.model.get("_target_", "")).rsplit(".", 1)[-1])
-    if depth_check is not None:
+    builder = str(cfg.model.get("_target_", "")).rsplit(".", 1)[-1]
+    option_check = OPTION_CHECKS.get(builder)
+    if option_check is not None:
         try:
-            depth_check(cfg.model.depth)
+            option_check(cfg.model)
+        except ValueError as err:
+            raise ValueError(f"model: {err}") from None
+    depth_check = DEPTH_CHECKS.get(builder)
+    if depth_check is not None:
+        # the CIFAR family's valid depths depend on its unit (6n+2 basic, 9n+2 bottleneck)
+        unit = (cfg.model.get("unit", "basic"),) if builder == "cifar_net" else ()
+        try:
+            depth_check(cfg.model.depth, *unit)
         except ValueError as err:
             raise ValueError(f"model.depth: {err}") from None
 
@@ -389,10 +412,11 @@ def _train(cfg: DictConfig, run_dir: Path, previous: dict, rank_zero: bool) -> d
         metrics_logger.resume(resumed_step)
         log.info("resuming %s from step %d (%s)", run_dir.name, resumed_step, resume_from)
     residual = bool(getattr(net, "residual", False))
+    fields = model_fields(cfg.model)  # family ("plain", "resnet", "dense") and design options
     summary: dict[str, Any] = {
         "run": run_dir.name,
-        "model": f"{family(residual)}-{cfg.model.depth}",
-        "family": family(residual),
+        "model": f"{fields['family']}-{cfg.model.depth}",
+        **fields,
         "depth": int(cfg.model.depth),
         "width": int(cfg.model.get("width", 0)) or None,
         "shortcut": getattr(net, "shortcut", None) if residual else None,

@@ -31,6 +31,13 @@ TITLE = "Does it happen? Degradation and the residual fix"
 NEEDS = "finished plain nets of two or more depths, and residual nets of the same depths"
 # Differences smaller than this (in error fraction) count as "no change".
 MARGIN = 0.01
+# The 2015 design: the verdict compares these nets where a sweep varies the design.
+DESIGN_DEFAULTS = {
+    "block": "post",
+    "unit": "basic",
+    "shortcut_variant": "identity",
+    "init": "default",
+}
 # Columns that must agree for runs to be compared in one verdict.
 GROUP_COLUMNS = ["data", "width", "max_steps"]
 
@@ -153,9 +160,11 @@ def comparable(runs: pd.DataFrame) -> pd.DataFrame:
         done = done[(done["family"] != "resnet") | (done["shortcut"] == "A")]
     if "normalization" in done and done["normalization"].isna().any():
         done = done[done["normalization"].isna()]
-    for column in ("block", "unit", "shortcut_variant", "init"):
-        if column in done and done[column].isna().any():  # None: the 2015 default
-            done = done[done[column].isna()]
+    for column, default in DESIGN_DEFAULTS.items():
+        if column in done:
+            is_default = done[column].isna() | (done[column] == default)  # None: older runs
+            if is_default.any():
+                done = done[is_default]
     return done
 
 

@@ -16,9 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from degradation.analysis import convergence, gradients, responses
+from degradation.analysis import (
+    convergence,
+    gradients,
+    normalization,
+    preactivation,
+    responses,
+    shortcut_variants,
+)
 from degradation.analysis.base import Context, Section
-from degradation.analysis.stats import difference, t975  # noqa: F401 - t975 for callers
+from degradation.analysis.degradation import comparable
+from degradation.analysis.stats import compare, difference, t975  # noqa: F401 - t975 for callers
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not decided"
 MARGIN = 0.01  # error differences up to 1 point count as no difference
@@ -30,6 +38,7 @@ LESION_SMALL, LESION_LARGE = 0.05, 0.20  # median error increase after one delet
 CORRELATION_MARGIN = 0.1  # mean gradient-correlation advantage of residual nets
 SHARPNESS_RATIO = 2.0  # one top Hessian eigenvalue at least twice the other
 RESPONSE_MARGIN = 0.05  # residual median layer response at least 5% below the plain one
+NORM_FREE_MARGIN = 0.03  # a norm-free residual net "trains" within 3 points of its BN twin
 
 DEFINITIONS = [
     f"Error differences of at most {100 * MARGIN:.0f} point count as none. With two or more "
@@ -58,6 +67,16 @@ DEFINITIONS = [
     f"Layer responses: median std of the 3x3 layers' responses per run; residual at least "
     f"{100 * RESPONSE_MARGIN:.0f}% below plain (the interval, with seeds, clear of it) counts as "
     "smaller.",
+    "Identity shortcut (He et al. 2016): every other shortcut variant at the deepest ablated "
+    "depth ends with a final training error more than the margin above the identity shortcut's "
+    "(or diverged); contradicted when one ends more than the margin below it.",
+    "Pre-activation: at the deepest depth with both units, the post-activation residual net's "
+    "final training error is more than the margin above the pre-activation one's.",
+    "Dense connectivity: as for residual nets, the deepest dense net's final training error is "
+    "not more than the margin above the shallowest one's.",
+    f"Without normalization: residual nets with model.norm=none and Fixup or SkipInit end within "
+    f"{100 * NORM_FREE_MARGIN:.0f} points of the BN residual net of the same depth (final "
+    "training error) and none diverges.",
 ]
 
 
@@ -87,13 +106,8 @@ NEEDED = (
 
 
 def _finished(runs: pd.DataFrame) -> pd.DataFrame:
-    runs = runs.assign(**{c: None for c in NEEDED if c not in runs})
-    done = runs[runs["status"] == "finished"]
-    if "shortcut" in done and (done["shortcut"] == "A").any():  # option A where options differ
-        done = done[(done["family"] != "resnet") | (done["shortcut"] == "A")]
-    if "normalization" in done:  # the paper's BN nets
-        done = done[done["normalization"].isna()]
-    return done
+    """The finished runs of the paper's design (see :func:`degradation.comparable`)."""
+    return comparable(runs.assign(**{c: None for c in NEEDED if c not in runs}))
 
 
 def _depth_values(runs: pd.DataFrame, family: str, column: str) -> dict[int, np.ndarray]:
@@ -539,6 +553,137 @@ def claim_responses(runs: pd.DataFrame) -> Row:
     return row
 
 
+def _design(runs: pd.DataFrame, column: str, default) -> pd.DataFrame:
+    """Runs of the default design in ``column`` (older runs without the column count too)."""
+    if column not in runs:
+        return runs
+    return runs[runs[column].isna() | (runs[column] == default)]
+
+
+def claim_identity_shortcut(runs: pd.DataFrame) -> Row:
+    row = Row(
+        12,
+        "Identity shortcuts train best: scaling, gating, 1x1 convs or dropout on the shortcut hurt",
+        "He et al. 2016, Table 1",
+        "",
+        UNDECIDED,
+        figure="shortcut_variants.csv",
+    )
+    runs = _design(_design(runs, "block", "post"), "unit", "basic")
+    runs = runs[runs["normalization"].isna()] if "normalization" in runs else runs
+    leads = shortcut_variants.identity_lead(runs)
+    if not leads:
+        row.why = "needs residual nets of one depth with identity and other shortcut variants"
+        return row
+    parts, states = [], []
+    for name, diff, ci in leads:
+        if math.isinf(diff):
+            parts.append(f"{name}")
+            states.append(True)
+            continue
+        parts.append(f"{name} {_pts(diff)}{_interval(ci)}")
+        states.append(compare(diff, ci, MARGIN))
+    row.measured = "final training error minus the identity shortcut's: " + "; ".join(parts)
+    beaten = [n for (n, d, ci), _ in zip(leads, states, strict=True) if
+              not math.isinf(d) and (ci[1] if ci else d) < -MARGIN]  # fmt: skip
+    if beaten:
+        row.verdict = CONTRADICTED
+        row.why = "trains better: " + ", ".join(beaten)
+    elif all(state is True for state in states):
+        row.verdict = SUPPORTED
+    else:
+        ties = [n for (n, _, _), st in zip(leads, states, strict=True) if st is not True]
+        row.why = "within the margin of identity (or the interval allows both): " + ", ".join(ties)
+    return row
+
+
+def claim_preactivation(runs: pd.DataFrame) -> Row:
+    row = Row(
+        13,
+        "Pre-activation eases the optimization of very deep nets",
+        "He et al. 2016, §4",
+        "",
+        UNDECIDED,
+        figure="preactivation.png",
+    )
+    runs = _design(_design(runs, "shortcut_variant", "identity"), "init", "default")
+    runs = runs[runs["normalization"].isna()] if "normalization" in runs else runs
+    found = preactivation.preact_lead(runs)
+    if found is None:
+        row.why = "needs residual nets of one depth with block=post and block=preact"
+        return row
+    diff, ci, depth = found
+    row.measured = (
+        f"resnet-{depth} final training error, post minus pre-activation: {_pts(diff)}"
+        f"{_interval(ci)}"
+    )
+    state = compare(diff, ci, MARGIN)
+    if state is True:
+        row.verdict = SUPPORTED
+    elif (ci[1] if ci else diff) < -MARGIN:
+        row.verdict = CONTRADICTED
+        row.why = "post-activation trains better here"
+    else:
+        row.why = (
+            f"no difference beyond the margin at depth {depth} (the paper's gain is at "
+            "164 and 1001 layers)"
+        )
+    return row
+
+
+def claim_dense(runs: pd.DataFrame) -> Row:
+    row = Row(
+        14,
+        "Dense connectivity also avoids degradation",
+        "Huang et al. 2017",
+        "",
+        UNDECIDED,
+        figure="fig6.png",
+    )
+    found = _depth_rise(runs, "dense")
+    if found is None:
+        row.why = "needs finished dense nets of two depths (model=densenet)"
+        return row
+    rises, _, _, row.measured = found
+    row.verdict = {SUPPORTED: CONTRADICTED, CONTRADICTED: SUPPORTED}.get(rises, UNDECIDED)
+    if row.verdict == UNDECIDED:
+        row.why = "the interval straddles the margin: more seeds"
+    return row
+
+
+def claim_norm_free(runs: pd.DataFrame) -> Row:
+    row = Row(
+        15,
+        "Residual nets train without normalization given a suitable initialization",
+        "Zhang et al. 2019 (Fixup); De & Smith 2020 (SkipInit)",
+        "",
+        UNDECIDED,
+        figure="normalization.csv",
+    )
+    found = normalization.norm_free_gap(runs)
+    if found is None:
+        row.why = "needs residual nets with model.norm=none and init=fixup or skipinit, and BN "
+        row.why += "residual nets of the same depth"
+        return row
+    diff, ci, depth, init, diverged = found
+    if diff is None:
+        row.verdict = CONTRADICTED
+        row.measured = f"resnet-{depth} without BN ({init}): {diverged} diverged, none finished"
+        return row
+    row.measured = (
+        f"resnet-{depth} without BN ({init}) minus with BN, final training error: "
+        f"{_pts(diff)}{_interval(ci)}" + (f"; {diverged} diverged" if diverged else "")
+    )
+    worse = compare(diff, ci, NORM_FREE_MARGIN)
+    if diverged or worse is True:
+        row.verdict = CONTRADICTED
+    elif worse is False:
+        row.verdict = SUPPORTED
+    else:
+        row.why = "the interval straddles the margin: more seeds"
+    return row
+
+
 PROBE_FILES = {
     "init_probes": "init_probes.csv",
     "lesions_single": "lesions_single.csv",
@@ -591,6 +736,10 @@ def ledger(runs: pd.DataFrame, metrics: pd.DataFrame, probes: dict | None = None
         claim_shattering(probes),
         claim_landscape(probes),
         claim_responses(done),
+        claim_identity_shortcut(runs),
+        claim_preactivation(runs),
+        claim_dense(done),
+        claim_norm_free(runs),
     ]
 
 

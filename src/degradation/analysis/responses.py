@@ -15,7 +15,7 @@ from torch import nn
 
 from degradation.analysis.base import Context, Section
 from degradation.analysis.style import net_key, net_styles
-from degradation.analysis.trained import load_run
+from degradation.analysis.trained import WEIGHTS_FILE, load_run
 from degradation.data import DataUnavailableError
 from degradation.models import BasicBlock, Block, BottleneckBlock, CifarNet, ImageNetNet
 
@@ -131,8 +131,10 @@ def responses_table(
     rows, skipped = [], []
     finished = runs[runs["status"] == "finished"]
     for i, (_, run) in enumerate(finished.iterrows(), start=1):
-        if progress and not (Path(run["path"]) / RESPONSES_FILE).is_file():
-            progress(f"layer responses {i}/{len(finished)}: {run['run']} (from its checkpoint)")
+        path = Path(run["path"])
+        weights = [path / "checkpoints" / "final.ckpt", path / WEIGHTS_FILE]
+        if progress and not (path / RESPONSES_FILE).is_file() and any(w.is_file() for w in weights):
+            progress(f"layer responses {i}/{len(finished)}: {run['run']} (from its weights)")
         try:
             stds = run_responses(run["path"], max_images=max_images)
         except (FileNotFoundError, DataUnavailableError) as err:

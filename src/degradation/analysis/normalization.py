@@ -1,0 +1,80 @@
+"""Do the nets train without normalization? Nets of the same depth with BN and without
+(``model.norm=none``), residual ones also with the initializations proposed for that case
+(Fixup, Zhang et al. 2019; SkipInit, De & Smith 2020) or zero-initialized last BN: their errors
+over seeds and whether each trained, diverged or got stuck near chance."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from degradation.analysis.base import Context, Section
+from degradation.analysis.final_errors import mean_std
+from degradation.analysis.shortcut_variants import _outcome
+from degradation.analysis.stats import difference
+from degradation.results import setting_table
+
+TITLE = "Normalization and initialization"
+NEEDS = "nets with model.norm=none (and residual ones with model.init=fixup or skipinit)"
+NORM_FREE_INITS = ("fixup", "skipinit")
+
+
+def _norm(value) -> str:
+    return "batch" if value is None or value == "-" or pd.isna(value) else str(value)
+
+
+def norm_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per family, depth, normalization and init: errors over seeds and the outcome."""
+    if "normalization" not in runs or runs["normalization"].dropna().empty:
+        return pd.DataFrame()
+    table = setting_table(runs)
+    if "init" not in table:
+        table["init"] = "-"
+    rows = []
+    for _, row in table.sort_values(["depth", "family"]).iterrows():
+        rows.append(
+            {
+                "net": f"{row['family']}-{int(row['depth'])}",
+                "normalization": _norm(row.get("normalization")),
+                "init": row["init"] if row["init"] != "-" else "default",
+                "seeds": int(row["seeds"]),
+                "train error (%)": mean_std(row, "final_train_error"),
+                "test error (%)": mean_std(row, "final_test_error"),
+                "outcome": _outcome(row),
+                "not finished": row.get("not_finished") or "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def norm_free_gap(runs: pd.DataFrame):
+    """At the deepest depth with both: the final training error of norm-free residual nets with
+    Fixup or SkipInit minus that of BN residual nets with the default init, its 95% interval,
+    the depth, the init, and how many of those norm-free runs diverged (None if no such pair)."""
+    if "init" not in runs or "normalization" not in runs:
+        return None
+    res = runs[runs["family"] == "resnet"]
+    free = res[(res["normalization"] == "none") & res["init"].isin(NORM_FREE_INITS)]
+    bn = res[res["normalization"].isna() & res["init"].isin(["default", None])]
+    bn = bn[bn["status"] == "finished"]
+    depths = sorted(set(free["depth"]) & set(bn["depth"]))
+    if not depths:
+        return None
+    depth = depths[-1]
+    at = free[free["depth"] == depth]
+    diverged = int((at["status"] == "diverged").sum())
+    done = at[at["status"] == "finished"]
+    base = bn[bn["depth"] == depth]["final_train_error"].to_numpy(float)
+    init = "/".join(sorted(set(at["init"])))
+    if done.empty:
+        return None, None, depth, init, diverged
+    diff, ci = difference(done["final_train_error"].to_numpy(float), base)
+    return diff, ci, depth, init, diverged
+
+
+def section(ctx: Context) -> Section:
+    """The table (also normalization.csv)."""
+    table = norm_table(ctx.runs)
+    if table.empty:
+        return Section(TITLE, answered=False, skipped=[f"needs {NEEDS}"])
+    ctx.save_table(table, "normalization")
+    return Section(TITLE, ["Mean ± std over seeds.", "", table.to_markdown(index=False)])

@@ -1,0 +1,159 @@
+"""Which part of the shortcut matters? Residual nets of one depth that differ only in what sits
+on the shortcut of their shape-keeping blocks (He et al. 2016, Table 1): nothing (identity),
+constant scaling, exclusive or shortcut-only gating, a 1x1 convolution, or dropout. Each setting
+with its training and test error over seeds, its parameters, whether it trained, diverged or
+got stuck near chance, and the paper's ResNet-110 number where the setting matches."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from degradation.analysis.base import Context, Section
+from degradation.analysis.final_errors import mean_std
+from degradation.analysis.stats import difference
+from degradation.results import setting_table
+
+TITLE = "Shortcut variants (He et al. 2016, Table 1 style)"
+NEEDS = "residual nets of one depth with two or more shortcut variants (shortcut_ablation_quick)"
+# Stuck: a finished run whose final training error is within this of chance (1 - 1/classes).
+STUCK_MARGIN = 0.05
+CLASSES = 10  # every data set of the suite has ten classes
+# The 2016 paper's Table 1 (ResNet-110, CIFAR-10, test error %, "fails" where it reports that
+# the net failed to train), as listed in the suite's reference notes (marked there to verify
+# against the paper). Keys: variant and its setting.
+PAPER_TABLE1 = {
+    ("identity", None): "6.61",
+    ("scaling", "0.5, both branches"): "12.35",
+    ("scaling", "0.5, shortcut only"): "fails",
+    ("exclusive_gating", "bias -6"): "8.70",
+    ("exclusive_gating", "bias 0"): "fails",
+    ("shortcut_gating", "bias -6"): "6.91",
+    ("shortcut_gating", "bias 0"): "12.86",
+    ("conv1x1", None): "12.22",
+    ("dropout", "0.5"): "fails",
+}
+
+
+def setting_label(row: pd.Series) -> str | None:
+    """A variant's setting in words (None for variants without one)."""
+    variant = row.get("shortcut_variant")
+
+    def value(key):
+        v = row.get(key)
+        return None if v is None or v == "-" or (isinstance(v, float) and math.isnan(v)) else v
+
+    if variant == "scaling":
+        branch = value("scale_branch")
+        both = branch is None or str(branch).lower() in ("true", "1", "1.0")
+        return f"{value('shortcut_scale') or 0.5:g}, {'both branches' if both else 'shortcut only'}"
+    if variant in ("exclusive_gating", "shortcut_gating"):
+        bias = value("gate_bias")
+        return f"bias {-6.0 if bias is None else float(bias):g}"
+    if variant == "dropout":
+        return f"{value('shortcut_dropout') or 0.5:g}"
+    return None
+
+
+def _outcome(row: pd.Series) -> str:
+    statuses = str(row.get("not_finished") or "")
+    if "diverged" in statuses:
+        return "diverged"
+    final = row.get("final_train_error_mean")
+    if final is None or pd.isna(final):
+        return "no finished run"
+    if final >= 1 - 1 / CLASSES - STUCK_MARGIN:
+        return "stuck near chance"
+    return "trains"
+
+
+def variants(runs: pd.DataFrame) -> pd.DataFrame:
+    """The setting table of residual nets (plus plain nets of the same depths) where two or more
+    shortcut variants share a depth, data, width and length; empty otherwise."""
+    if "shortcut_variant" not in runs or runs["shortcut_variant"].dropna().nunique() < 2:
+        return pd.DataFrame()
+    table = setting_table(runs)
+    keys = [c for c in ("depth", "data", "width", "max_steps") if c in table]
+    keep = []
+    for _, group in table.groupby(keys, sort=True):
+        res = group[group["family"] == "resnet"]
+        if res["shortcut_variant"].replace("-", None).dropna().nunique() >= 2:
+            keep.append(group[group["family"].isin(["plain", "resnet"])])
+    return pd.concat(keep, ignore_index=True) if keep else pd.DataFrame()
+
+
+def variant_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 style: variant, setting, seeds, params, errors, outcome, the paper's number."""
+    table = variants(runs)
+    rows = []
+    for _, row in table.iterrows():
+        residual = row["family"] == "resnet"
+        variant = row.get("shortcut_variant") if residual else "none (plain net)"
+        setting = setting_label(row) if residual else None
+        paper = None
+        if residual and row.get("data") == "cifar10" and int(row["depth"]) == 110:
+            paper = PAPER_TABLE1.get((variant, setting))
+        rows.append(
+            {
+                "net": f"{row['family']}-{int(row['depth'])}",
+                "shortcut": variant,
+                "setting": setting or "",
+                "seeds": int(row["seeds"]),
+                "params": int(row["params"]) if not pd.isna(row["params"]) else None,
+                "train error (%)": mean_std(row, "final_train_error"),
+                "test error (%)": mean_std(row, "final_test_error"),
+                "outcome": _outcome(row),
+                "paper, ResNet-110 CIFAR-10 (%)": paper or "",
+                "not finished": row.get("not_finished") or "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def identity_lead(runs: pd.DataFrame) -> list[tuple[str, float, tuple | None]]:
+    """Per other variant at the deepest ablated depth: its final training error minus the
+    identity shortcut's (positive: identity trains better), with a 95% interval."""
+    done = runs[(runs["status"] == "finished") & (runs["family"] == "resnet")]
+    if "shortcut_variant" not in done or done["shortcut_variant"].dropna().nunique() < 2:
+        return []
+    depths = [d for d, g in done.groupby("depth") if g["shortcut_variant"].nunique() >= 2]
+    if not depths:
+        return []
+    at = done[done["depth"] == max(depths)]
+    identity = at[at["shortcut_variant"] == "identity"]["final_train_error"].to_numpy(float)
+    if not len(identity):
+        return []
+    out = []
+    for _, group in at[at["shortcut_variant"] != "identity"].groupby(
+        ["shortcut_variant", *[c for c in ("shortcut_scale", "scale_branch", "gate_bias",
+                                           "shortcut_dropout") if c in at]],
+        dropna=False,
+    ):  # fmt: skip
+        label = group["shortcut_variant"].iloc[0]
+        setting = setting_label(group.iloc[0])
+        name = f"{label} ({setting})" if setting else label
+        diff, ci = difference(group["final_train_error"].to_numpy(float), identity)
+        out.append((name, diff, ci))
+    diverged = runs[(runs["status"] == "diverged") & (runs["family"] == "resnet")]
+    for _, run in diverged[diverged["depth"] == max(depths)].iterrows():
+        out.append((f"{run['shortcut_variant']} (diverged)", math.inf, None))
+    return out
+
+
+def section(ctx: Context) -> Section:
+    """The table (also shortcut_variants.csv)."""
+    table = variant_table(ctx.runs)
+    if table.empty:
+        return Section(TITLE, answered=False, skipped=[f"needs {NEEDS}"])
+    ctx.save_table(table, "shortcut_variants")
+    return Section(
+        TITLE,
+        [
+            "Residual nets that differ only in what sits on the shortcut of their shape-keeping "
+            "blocks, with plain nets of the same depth for reference. Mean ± std over seeds; "
+            f"stuck: a final training error within {100 * STUCK_MARGIN:.0f} points of chance.",
+            "",
+            table.to_markdown(index=False),
+        ],
+    )

@@ -1,0 +1,124 @@
+"""The analysis of the 2016 designs: the shortcut-variant table, post vs pre-activation, dense
+nets beside plain and residual ones, and nets without normalization; their ledger rows change
+with the data."""
+
+import pandas as pd
+import pytest
+from test_analysis import make_run
+
+from degradation.analysis import degradation as deg
+from degradation.analysis import ledger, normalization, preactivation, shortcut_variants
+from degradation.report import write_analysis
+from degradation.results import collect
+
+SEEDS = (0, 1)
+
+
+def claim(runs, number):
+    (row,) = [r for r in ledger.ledger(runs, pd.DataFrame()) if r.number == number]
+    return row
+
+
+def variant_sweep(root, gating=0.15):
+    for seed in SEEDS:
+        make_run(root, "plain", 20, 0.30, seed=seed)
+        make_run(root, "resnet", 20, 0.10 + 0.002 * seed, seed=seed, shortcut_variant="identity")
+        make_run(root, "resnet", 20, 0.20 + 0.002 * seed, seed=seed, shortcut_variant="scaling")
+        make_run(
+            root, "resnet", 20, gating + 0.002 * seed, seed=seed,
+            shortcut_variant="exclusive_gating", gate_bias=-6.0,
+        )  # fmt: skip
+        make_run(root, "resnet", 20, 0.88, seed=seed, shortcut_variant="conv1x1")
+    make_run(root, "resnet", 20, 0.5, status="diverged", shortcut_variant="dropout")
+    return collect(root)[0]
+
+
+def test_shortcut_variant_table_and_its_claim(tmp_path):
+    runs = variant_sweep(tmp_path / "a")
+    table = shortcut_variants.variant_table(runs).set_index("shortcut")
+    assert table.loc["none (plain net)", "net"] == "plain-20"
+    assert table.loc["exclusive_gating", "setting"] == "bias -6"
+    assert table.loc["scaling", "setting"] == "0.5, both branches"
+    assert table.loc["identity", "outcome"] == "trains"
+    assert table.loc["conv1x1", "outcome"] == "stuck near chance"
+    assert table.loc["dropout", "outcome"] == "diverged"
+    row = claim(runs, 12)
+    assert row.verdict == ledger.SUPPORTED, row
+    assert "exclusive_gating (bias -6) +5.0 points" in row.measured
+    # a variant that trains better than identity contradicts the claim
+    better = variant_sweep(tmp_path / "b", gating=0.05)
+    row = claim(better, 12)
+    assert row.verdict == ledger.CONTRADICTED and "exclusive_gating" in row.why
+    # a sweep without variants leaves it open, with the reason
+    assert "needs residual nets" in claim(collect(tmp_path / "a" / runs["run"][0])[0], 12).why
+
+
+def test_paper_number_only_where_the_setting_matches(tmp_path):
+    make_run(tmp_path, "resnet", 110, 0.05, data="cifar10", width=16, shortcut_variant="identity")
+    make_run(tmp_path, "resnet", 110, 0.06, data="cifar10", width=16,
+             shortcut_variant="shortcut_gating", gate_bias=0.0)  # fmt: skip
+    table = shortcut_variants.variant_table(collect(tmp_path)[0]).set_index("shortcut")
+    assert table.loc["identity", "paper, ResNet-110 CIFAR-10 (%)"] == "6.61"
+    assert table.loc["shortcut_gating", "setting"] == "bias 0"
+    assert table.loc["shortcut_gating", "paper, ResNet-110 CIFAR-10 (%)"] == "12.86"
+
+
+@pytest.mark.parametrize(("preact", "verdict"), [(0.10, "supported"), (0.20, "not decided")])
+def test_preactivation_table_figure_and_claim(tmp_path, preact, verdict):
+    for seed in SEEDS:
+        for depth in (8, 44):
+            make_run(tmp_path, "resnet", depth, 0.20 + 0.003 * seed, seed=seed, block="post")
+            make_run(tmp_path, "resnet", depth, preact + 0.003 * seed, seed=seed, block="preact")
+    runs, metrics = collect(tmp_path)
+    table = preactivation.block_table(runs)
+    assert sorted(table["block"]) == ["post", "post", "preact", "preact"]
+    fig = preactivation.figure(metrics, runs)
+    assert len(fig.axes) == 2  # one panel per depth
+    row = claim(runs, 13)
+    assert row.verdict == verdict and "resnet-44" in row.measured
+    # the paper's verdict stays with the post-activation nets
+    (v,) = deg.verdicts(runs)
+    assert v.resnet.depths == [8, 44] and v.resnet.final[0] == pytest.approx(0.20, abs=0.02)
+
+
+@pytest.mark.parametrize(("deep", "verdict"), [(0.09, "supported"), (0.25, "contradicted")])
+def test_dense_nets_beside_plain_and_residual(tmp_path, deep, verdict):
+    for seed in SEEDS:
+        make_run(tmp_path, "plain", 8, 0.10, seed=seed)
+        make_run(tmp_path, "plain", 44, 0.20, seed=seed)
+        make_run(tmp_path, "dense", 40, 0.10 + 0.003 * seed, seed=seed, growth_rate=12)
+        make_run(tmp_path, "dense", 100, deep + 0.003 * seed, seed=seed, growth_rate=12)
+    runs, metrics = collect(tmp_path)
+    assert set(runs["family"]) == {"plain", "dense"}
+    assert claim(runs, 14).verdict == verdict
+    fig = deg.fig6(metrics)
+    assert [ax.get_title() for ax in fig.axes] == ["plain networks", "dense networks"]
+
+
+def test_norm_free_residual_nets(tmp_path):
+    for seed in SEEDS:
+        make_run(tmp_path, "resnet", 20, 0.10 + 0.003 * seed, seed=seed)
+        make_run(tmp_path, "resnet", 20, 0.11 + 0.003 * seed, seed=seed, norm="none",
+                 init="fixup")  # fmt: skip
+    runs = collect(tmp_path)[0]
+    table = normalization.norm_table(runs).set_index(["normalization", "init"])
+    assert table.loc[("none", "fixup"), "outcome"] == "trains"
+    row = claim(runs, 15)
+    assert row.verdict == ledger.SUPPORTED and "+1.0 points" in row.measured
+    # a diverged norm-free run contradicts it
+    make_run(tmp_path, "resnet", 20, 0.5, seed=2, status="diverged", norm="none", init="fixup")
+    row = claim(collect(tmp_path)[0], 15)
+    assert row.verdict == ledger.CONTRADICTED and "1 diverged" in row.measured
+
+
+def test_report_walks_the_design_questions(tmp_path):
+    runs = variant_sweep(tmp_path / "sweep")
+    metrics = collect(tmp_path / "sweep")[1]
+    report = write_analysis(runs, metrics, tmp_path / "out")["report"].read_text()
+    assert "## Shortcut variants (He et al. 2016, Table 1 style)" in report
+    assert (tmp_path / "out" / "shortcut_variants.csv").is_file()
+    questions = report.split("## Questions", 1)[1].split("\n## ", 1)[0]
+    assert "| Post- vs pre-activation (He et al. 2016)" in questions
+    assert "not answered" in questions.split("Post- vs pre-activation")[1].split("\n")[0]
+    ledger_part = report.split("## Claims ledger", 1)[1].split("\n## ", 1)[0]
+    assert "Identity shortcuts train best" in ledger_part and "| supported" in ledger_part
