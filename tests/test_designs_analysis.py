@@ -122,3 +122,41 @@ def test_report_walks_the_design_questions(tmp_path):
     assert "not answered" in questions.split("Post- vs pre-activation")[1].split("\n")[0]
     ledger_part = report.split("## Claims ledger", 1)[1].split("\n## ", 1)[0]
     assert "Identity shortcuts train best" in ledger_part and "| supported" in ledger_part
+
+
+def test_a_sweep_of_new_designs_trains_and_analyses(tmp_path):
+    """A dense net, a pre-activation net and a Fixup net train through the entry point in one
+    multirun; the analysis reports them and skips what is not defined for them (no crash)."""
+    from conftest import TINY, run_train
+
+    sweep = tmp_path / "sweep"
+    tiny = [o for o in TINY if not o.startswith("model.")]
+    result = run_train(
+        *tiny,
+        "--multirun",
+        "+net=dense22_k8,resnet20_w8",
+        "model.block=post",
+        "trainer.max_steps=6",
+        "eval_every=3",
+        "threads=1",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode != 0  # densenet has no model.block: refused with one line
+    assert "block" in result.stderr and "Traceback" not in result.stderr
+    for net, extra in (
+        ("dense22_k8", []),
+        ("resnet20_w8", ["model.block=preact"]),
+        ("resnet44_w8_fixup", ["model.depth=8"]),
+    ):
+        result = run_train(
+            *tiny, f"+net={net}", *extra, "trainer.max_steps=6", "eval_every=3", "threads=1",
+            f"hydra.run.dir={sweep / net}",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+    runs, metrics = collect(sweep)
+    assert sorted(runs["net"]) == ["dense-22", "resnet-20", "resnet-8"]
+    assert set(runs["status"]) == {"finished"}
+    report = write_analysis(runs, metrics, tmp_path / "out")["report"].read_text()
+    assert "dense networks" in str(deg.fig6(metrics).axes[-1].get_title())
+    assert "| dense-22" in report  # in the final-errors table
+    assert "## Normalization and initialization" in report

@@ -36,6 +36,27 @@ def paper_number(row: pd.Series) -> float | None:
     return None
 
 
+def _int(value) -> int | None:
+    return None if value is None or value == "-" or pd.isna(value) else int(value)
+
+
+# Design options and their defaults (the 2015 design; DenseNet's growth rate 12).
+_DEFAULTS = {"block": "post", "unit": "basic", "shortcut_variant": "identity", "init": "default"}
+
+
+def design(row: pd.Series) -> str:
+    """A setting's design options that differ from the 2015 defaults, in words ('' if none)."""
+    parts = []
+    for key, default in _DEFAULTS.items():
+        value = row.get(key)
+        if value not in (None, "-", default) and not pd.isna(value):
+            parts.append(str(value))
+    growth = row.get("growth_rate")
+    if growth not in (None, "-") and not pd.isna(growth):
+        parts.append(f"k={int(growth)}")
+    return ", ".join(parts)
+
+
 def mean_std(row: pd.Series, name: str) -> str:
     """``mean ± std`` (in %) of a setting-table column."""
     mean, std = row[f"{name}_mean"], row[f"{name}_std"]
@@ -69,9 +90,9 @@ def results_table(runs: pd.DataFrame) -> pd.DataFrame:
             {
                 "net": f"{row['family']}-{int(row['depth'])}",
                 "shortcut": row.get("shortcut", "-"),
-                "width": int(row["width"]) if "width" in row else None,
+                "width": _int(row.get("width")),
                 "data": row.get("data"),
-                "iterations": int(row["max_steps"]) if "max_steps" in row else None,
+                "iterations": _int(row.get("max_steps")),
                 "seeds": int(row["seeds"]),
                 "params": int(row["params"]) if not pd.isna(row["params"]) else None,
                 "train error (%)": mean_std(row, "final_train_error"),
@@ -83,6 +104,9 @@ def results_table(runs: pd.DataFrame) -> pd.DataFrame:
             }
         )
     out = pd.DataFrame(rows)
+    designs = [design(row) for _, row in table.iterrows()]
+    if any(designs):
+        out.insert(2, "design", designs)
     if "normalization" in table and (table["normalization"] != "-").any():
         out.insert(2, "normalization", table["normalization"].replace("-", "batch").to_numpy())
     return out

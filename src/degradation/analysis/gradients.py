@@ -10,7 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from degradation.analysis.base import Context, Section
-from degradation.analysis.style import net_key, net_styles
+from degradation.analysis.degradation import comparable
+from degradation.analysis.style import FAMILY_ORDER, net_key, net_styles
 
 TITLE = "Gradient norms during training"
 NEEDS = "runs that logged per-layer gradient norms (callbacks.gradients, on by default)"
@@ -90,7 +91,7 @@ def gradient_profiles(grads: pd.DataFrame, points: int = 3) -> Figure:
     if grads.empty:
         raise ValueError("no gradient norms were logged (callbacks.gradients)")
     panels = []
-    for family in ("plain", "resnet"):
+    for family in FAMILY_ORDER:
         depths = sorted(grads.loc[grads["family"] == family, "depth"].unique())
         panels += [(family, d) for d in dict.fromkeys([depths[0], depths[-1]])] if depths else []
     fig = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
@@ -142,8 +143,10 @@ def gradient_ratios(spread: pd.DataFrame) -> Figure:
 
 def section(ctx: Context) -> Section:
     """The per-net ratios in words and two figures (also gradients.csv)."""
-    grads = gradient_table(ctx.metrics) if len(ctx.metrics) else pd.DataFrame()
-    finished = set(ctx.finished["run"])
+    runs = comparable(ctx.runs)  # the 2015 design, whose nets the names tell apart
+    metrics = ctx.metrics[ctx.metrics["run"].isin(runs["run"])] if len(ctx.metrics) else ctx.metrics
+    grads = gradient_table(metrics) if len(metrics) else pd.DataFrame()
+    finished = set(runs["run"])
     without = sorted(finished - set(grads["run"])) if len(grads) else sorted(finished)
     out = Section(TITLE)
     if without:

@@ -14,12 +14,14 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from degradation.analysis.base import Context, Section
+from degradation.analysis.degradation import comparable
 from degradation.analysis.style import net_key, net_styles
 from degradation.analysis.trained import WEIGHTS_FILE, load_run
 from degradation.data import DataUnavailableError
 from degradation.models import BasicBlock, Block, BottleneckBlock, CifarNet, ImageNetNet
 
 TITLE = "Layer responses (Fig. 7 style)"
+# (Of the nets of the 2015 design: the paper's Fig. 7 compares those.)
 NEEDS = "finished runs with final weights (checkpoints/final.ckpt or weights.pt) or responses.csv"
 RESPONSES_FILE = "responses.csv"
 
@@ -137,9 +139,9 @@ def responses_table(
             progress(f"layer responses {i}/{len(finished)}: {run['run']} (from its weights)")
         try:
             stds = run_responses(run["path"], max_images=max_images)
-        except (FileNotFoundError, DataUnavailableError) as err:
+        except (FileNotFoundError, DataUnavailableError, TypeError) as err:
             skipped.append(
-                f"{run['run']}: {err}" if isinstance(err, DataUnavailableError) else str(err)
+                str(err) if isinstance(err, FileNotFoundError) else f"{run['run']}: {err}"
             )
             continue
         for i, value in enumerate(stds, start=1):
@@ -214,7 +216,7 @@ def fig7(responses: pd.DataFrame) -> Figure:
 
 def section(ctx: Context) -> Section:
     """The median responses in words and the figure (also responses.csv)."""
-    responses, skipped = responses_table(ctx.runs, progress=ctx.progress)
+    responses, skipped = responses_table(comparable(ctx.runs), progress=ctx.progress)
     out = Section(TITLE, skipped=[f"layer responses of {msg}" for msg in skipped])
     if responses.empty:
         out.answered = False

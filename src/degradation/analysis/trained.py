@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from degradation.analysis.degradation import comparable
 from degradation.data import DataUnavailableError
 from degradation.models import CifarNet
 from degradation.results import collect
@@ -60,9 +61,7 @@ def trained_nets(
     ``<family>-<depth> seed <seed>``, with the data module of the first; runs without weights
     are skipped with a line on stderr. ``export`` writes each run's ``weights.pt`` first."""
     runs, _ = collect(*dirs)
-    runs = runs[runs["status"] == "finished"]
-    if "normalization" in runs:  # the paper's BN nets
-        runs = runs[runs["normalization"].isna()]
+    runs = comparable(runs)  # the paper's design: BN nets of the 2015 unit
     if depths:
         runs = runs[runs["depth"].isin(depths)]
     nets, datamodule = {}, None
