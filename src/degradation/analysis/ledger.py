@@ -76,7 +76,8 @@ DEFINITIONS = [
     "not more than the margin above the shallowest one's.",
     f"Without normalization: residual nets with model.norm=none and Fixup or SkipInit end within "
     f"{100 * NORM_FREE_MARGIN:.0f} points of the BN residual net of the same depth (final "
-    "training error) and none diverges.",
+    "training error) and none diverges; behind by more while their training error still falls "
+    f"by over {100 * FLAT:.0f} point over the final 20% is not decided (run longer).",
 ]
 
 
@@ -651,7 +652,7 @@ def claim_dense(runs: pd.DataFrame) -> Row:
     return row
 
 
-def claim_norm_free(runs: pd.DataFrame) -> Row:
+def claim_norm_free(runs: pd.DataFrame, metrics: pd.DataFrame) -> Row:
     row = Row(
         15,
         "Residual nets train without normalization given a suitable initialization",
@@ -675,8 +676,23 @@ def claim_norm_free(runs: pd.DataFrame) -> Row:
         f"{_pts(diff)}{_interval(ci)}" + (f"; {diverged} diverged" if diverged else "")
     )
     worse = compare(diff, ci, NORM_FREE_MARGIN)
-    if diverged or worse is True:
+    free = runs[(runs["family"] == "resnet") & (runs["status"] == "finished")]
+    free = free[(free["depth"] == depth) & (free["normalization"] == "none")]
+    free = free[free["init"].isin(normalization.NORM_FREE_INITS)]
+    slopes = [_final_slope(metrics, r) for r in free["run"]] if len(metrics) else []
+    learning = [s for s in slopes if not math.isnan(s) and s < -FLAT]
+    if learning:
+        row.measured += "; their training error still falls " + ", ".join(
+            f"{_pts(s)}" for s in learning) + " over the final 20%"  # fmt: skip
+    if diverged:
         row.verdict = CONTRADICTED
+    elif worse is True and learning:
+        row.why = "behind, but still learning at the end: run longer"
+    elif worse is True:
+        row.verdict = CONTRADICTED
+        steps = free["max_steps"].dropna()
+        length = f"{int(steps.max())} iterations" if len(steps) else "its length"
+        row.why = f"at this sweep's recipe ({length}); a longer or gentler schedule may differ"
     elif worse is False:
         row.verdict = SUPPORTED
     else:
@@ -739,7 +755,7 @@ def ledger(runs: pd.DataFrame, metrics: pd.DataFrame, probes: dict | None = None
         claim_identity_shortcut(runs),
         claim_preactivation(runs),
         claim_dense(done),
-        claim_norm_free(runs),
+        claim_norm_free(runs, metrics),
     ]
 
 
