@@ -160,3 +160,14 @@ def test_a_sweep_of_new_designs_trains_and_analyses(tmp_path):
     assert "dense networks" in str(deg.fig6(metrics).axes[-1].get_title())
     assert "| dense-22" in report  # in the final-errors table
     assert "## Normalization and initialization" in report
+
+
+def test_one_seed_cannot_rank_close_designs(tmp_path):
+    """One seed each, 1.5 points apart: within one seed's spread, so the ledger does not decide;
+    10 points apart it does."""
+    for root, other in ((tmp_path / "close", 0.175), (tmp_path / "far", 0.29)):
+        make_run(root, "resnet", 44, 0.19, shortcut_variant="identity")
+        make_run(root, "resnet", 44, other, shortcut_variant="shortcut_gating", gate_bias=-6.0)
+    row = claim(collect(tmp_path / "close")[0], 12)
+    assert row.verdict == ledger.UNDECIDED and "shortcut_gating" in row.why
+    assert claim(collect(tmp_path / "far")[0], 12).verdict == ledger.SUPPORTED

@@ -65,3 +65,14 @@ def compare(diff: float, ci: tuple[float, float] | None, margin: float) -> bool 
     if ci[1] <= margin:
         return False
     return None
+
+
+def exceeds(diff: float, ci: tuple[float, float] | None, margin: float, spread: float) -> bool:
+    """Is ``diff`` clearly above ``margin``: its interval's lower end, or with one value (no
+    interval) the value itself less ``spread`` (the seed-to-seed spread one value cannot show)?"""
+    return (ci[0] if ci is not None else diff - spread) > margin
+
+
+def negate(ci: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The interval of minus the difference."""
+    return None if ci is None else (-ci[1], -ci[0])
