@@ -171,3 +171,23 @@ def test_one_seed_cannot_rank_close_designs(tmp_path):
     row = claim(collect(tmp_path / "close")[0], 12)
     assert row.verdict == ledger.UNDECIDED and "shortcut_gating" in row.why
     assert claim(collect(tmp_path / "far")[0], 12).verdict == ledger.SUPPORTED
+
+
+def test_mixed_designs_keep_the_verdict_to_the_paper_design_and_say_so(tmp_path):
+    """Plain nets with post- and pre-activation residual nets: the verdict, Fig. 6 and the
+    convergence table use the post-activation ones, and the report names the others."""
+    for seed in SEEDS:
+        for depth, plain, res in ((8, 0.10, 0.10), (44, 0.20, 0.08)):
+            make_run(tmp_path, "plain", depth, plain, seed=seed)
+            make_run(tmp_path, "resnet", depth, res, seed=seed, block="post")
+            make_run(tmp_path, "resnet", depth, 0.5, seed=seed, block="preact")
+    runs, metrics = collect(tmp_path)
+    (verdict,) = deg.verdicts(runs)
+    assert verdict.reproduced and verdict.resnet.final[-1] == pytest.approx(0.08, abs=0.02)
+    out = write_analysis(runs, metrics, tmp_path / "out")
+    report = out["report"].read_text()
+    assert "4 finished run(s) of other designs left out" in report and "preact" in report
+    table = pd.read_csv(out["convergence"])
+    assert (table["seeds"] == 2).all()  # not 4: the preact runs are not pooled in
+    # only post-activation preact pairs appear in the paper's Table 6 column
+    assert "## Post- vs pre-activation" in report

@@ -246,7 +246,7 @@ def assert_one_step_trains(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 
 INIT_CASES = [
     ("zero_last_bn", "batch", "post", "basic"),
-    ("zero_last_bn", "batch", "preact", "bottleneck"),
+    ("zero_last_bn", "batch", "post", "bottleneck"),
     ("fixup", "none", "post", "basic"),
     ("fixup", "none", "post", "bottleneck"),
     ("fixup", "none", "preact", "basic"),
@@ -614,3 +614,10 @@ def test_new_presets_compose_into_nets_that_build(preset):
             names.add(run_name(cfg.model, "data", cfg.seed))
             assert model_fields(cfg.model)["family"] == net.family
     assert len(names) == len(jobs)  # every job has a run name of its own
+
+
+def test_zero_last_bn_is_refused_for_pre_activation_units():
+    """In a pre-activation unit the last BN comes before the last conv: zeroing it would leave
+    the branch dead (zero output, zero gradients), so the combination is refused."""
+    with pytest.raises(ValueError, match="pre-activation unit"):
+        cifar_net(20, True, width=4, block="preact", init="zero_last_bn")

@@ -325,6 +325,12 @@ def check_design(residual: bool, design: Design) -> None:
             "init=zero_last_bn zeroes the last BN of each residual branch, and norm=none has no "
             "BN; without normalization use init=fixup or init=skipinit"
         )
+    if init == "zero_last_bn" and design.block == "preact":
+        raise ValueError(
+            "init=zero_last_bn zeroes the last BN of each residual branch, and in a "
+            "pre-activation unit that BN comes before the last conv: the branch would output "
+            "zero and never receive a gradient; use block=post or init=default"
+        )
     if init in ("fixup", "skipinit") and norm != "none":
         raise ValueError(
             f"init={init} is defined for residual nets without normalization: set norm=none "

@@ -110,7 +110,8 @@ class DegradationModule(L.LightningModule):
         loss_value, err = (float(v) for v in stats)
         if not math.isfinite(loss_value):
             raise Diverged(self.global_step, loss_value)
-        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        # the net's learning rate: the largest group's (Fixup's scalars learn at a tenth of it)
+        lr = max(group["lr"] for group in self.trainer.optimizers[0].param_groups)
         # Written to the loggers here, at the step this batch is learned at, so that the row is
         # on record before any checkpoint taken after the update (Lightning logs step metrics
         # only after the batch-end hooks, where checkpoints are saved).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from degradation.analysis.base import Context, Section
+from degradation.analysis.degradation import comparable, comparable_metrics
 
 TITLE = "Convergence and generalization, per net"
 NEEDS = "finished runs with metrics"
@@ -63,7 +64,8 @@ def table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
 
 def section(ctx: Context) -> Section:
     """The per-net table (also convergence.csv)."""
-    stats = table(ctx.runs, ctx.metrics)
+    runs = comparable(ctx.runs)  # the paper's design where a sweep mixes designs
+    stats = table(runs, comparable_metrics(ctx.runs, ctx.metrics))
     if stats.empty:
         return Section(TITLE, answered=False, skipped=[f"needs {NEEDS}"])
     ctx.save_table(stats, "convergence")

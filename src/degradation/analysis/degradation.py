@@ -150,22 +150,41 @@ def _trend(runs: pd.DataFrame, family: str) -> FamilyTrend | None:
     )
 
 
+def is_2015_design(runs: pd.DataFrame) -> pd.Series:
+    """Rows of the paper's design: BN, post-activation basic units, identity shortcuts, default
+    init (None, in runs made before these options existed, counts as the default)."""
+    mask = pd.Series(True, index=runs.index)
+    if "normalization" in runs:
+        mask &= runs["normalization"].isna()
+    for column, default in DESIGN_DEFAULTS.items():
+        if column in runs:
+            mask &= runs[column].isna() | (runs[column] == default)
+    return mask
+
+
 def comparable(runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished runs that enter the verdict: option-A residual nets where several shortcut
-    options are present, and the paper's design (BN nets, post-activation basic blocks, plain
-    shortcuts, default init) where the sweep varies it."""
+    """The finished runs the verdict compares: where a sweep mixes designs, those of the paper's
+    (:func:`is_2015_design`; a sweep of one other design is compared as it is), and option-A
+    residual nets where several shortcut options are present."""
     done = runs[runs["status"] == "finished"]
+    paper = is_2015_design(done)
+    if paper.any():
+        done = done[paper]
     resnets = done[done["family"] == "resnet"]
     if "shortcut" in done and len(resnets) and (resnets["shortcut"] == "A").any():
         done = done[(done["family"] != "resnet") | (done["shortcut"] == "A")]
-    if "normalization" in done and done["normalization"].isna().any():
-        done = done[done["normalization"].isna()]
-    for column, default in DESIGN_DEFAULTS.items():
-        if column in done:
-            is_default = done[column].isna() | (done[column] == default)  # None: older runs
-            if is_default.any():
-                done = done[is_default]
     return done
+
+
+def left_out(runs: pd.DataFrame) -> list[str]:
+    """Finished runs that :func:`comparable` leaves out of the verdict."""
+    done = runs[runs["status"] == "finished"]
+    return sorted(set(done["run"]) - set(comparable(runs)["run"]))
+
+
+def comparable_metrics(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """The metrics of the :func:`comparable` runs."""
+    return metrics[metrics["run"].isin(comparable(runs)["run"])] if len(metrics) else metrics
 
 
 def verdicts(runs: pd.DataFrame, margin: float = MARGIN) -> list[Verdict]:
@@ -178,6 +197,8 @@ def verdicts(runs: pd.DataFrame, margin: float = MARGIN) -> list[Verdict]:
     for values, group in done.groupby(keys, sort=True, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
         plain, resnet = _trend(group, "plain"), _trend(group, "resnet")
+        if plain is None and resnet is None:  # e.g. dense nets alone: nothing to decide here
+            continue
         gaps = {}
         if plain and resnet:
             for depth in sorted(set(plain.depths) & set(resnet.depths)):
@@ -186,7 +207,9 @@ def verdicts(runs: pd.DataFrame, margin: float = MARGIN) -> list[Verdict]:
                     difference(plain.finals[p], resnet.finals[r]),
                     difference(plain.lates[p], resnet.lates[r]),
                 )
-        out.append(Verdict(dict(zip(keys, values, strict=True)), plain, resnet, gaps, margin))
+        group_values = {k: int(v) if isinstance(v, float) and v.is_integer() else v
+                        for k, v in zip(keys, values, strict=True)}  # fmt: skip
+        out.append(Verdict(group_values, plain, resnet, gaps, margin))
     return out
 
 
@@ -393,6 +416,15 @@ def section(ctx: Context) -> Section:
     """The verdict per group, then Fig. 6 and Fig. 1."""
     out = Section(TITLE)
     found = verdicts(ctx.runs)
+    others = left_out(ctx.runs)
+    if others:
+        out.skipped.append(
+            f"verdict, Fig. 6, Fig. 1 and convergence keep to the paper's design (BN, "
+            f"post-activation basic units, identity shortcuts, default init; option A where "
+            f"options vary): {len(others)} finished run(s) of other designs left out: "
+            + ", ".join(others)
+        )
+    metrics = comparable_metrics(ctx.runs, ctx.metrics)
     if not found:
         out.lines.append("No finished runs, so no verdict.")
         out.skipped.append("verdict: no finished runs")
@@ -404,11 +436,11 @@ def section(ctx: Context) -> Section:
         ("fig6", fig6, "Fig. 6 style: one panel per family"),
         ("fig1", fig1, "Fig. 1 style: shallowest vs deepest plain net"),
     ):
-        if ctx.metrics.empty:
+        if metrics.empty:
             out.skipped.append(f"{name}: no run has metrics yet")
             continue
         try:
-            figure = maker(ctx.metrics)
+            figure = maker(metrics)
         except ValueError as err:
             out.skipped.append(f"{name}: {err}")
             continue

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pandas as pd
 
 from degradation.analysis.base import Context, Section
-from degradation.analysis.final_errors import mean_std
+from degradation.analysis.degradation import is_2015_design
+from degradation.analysis.final_errors import design, mean_std
 from degradation.analysis.shortcut_variants import _outcome
 from degradation.analysis.stats import difference
 from degradation.results import setting_table
@@ -34,6 +35,7 @@ def norm_table(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "net": f"{row['family']}-{int(row['depth'])}",
+                "design": design(row),
                 "normalization": _norm(row.get("normalization")),
                 "init": row["init"] if row["init"] != "-" else "default",
                 "seeds": int(row["seeds"]),
@@ -46,29 +48,33 @@ def norm_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def norm_free_gap(runs: pd.DataFrame):
-    """At the deepest depth with both: the final training error of norm-free residual nets with
-    Fixup or SkipInit minus that of BN residual nets with the default init, its 95% interval,
-    the depth, the init, and how many of those norm-free runs diverged (None if no such pair)."""
+def norm_free_gaps(runs: pd.DataFrame) -> list[dict]:
+    """Per norm-free init (Fixup, SkipInit) at the deepest depth that also has BN residual nets
+    of the paper's design: its runs' final training error minus the BN nets' (``diff``, with a
+    95% interval ``ci``), the ``depth``, how many of its runs ``diverged``, and its finished
+    ``runs``. Empty when the sweep has no such pair."""
     if "init" not in runs or "normalization" not in runs:
-        return None
+        return []
     res = runs[runs["family"] == "resnet"]
     free = res[(res["normalization"] == "none") & res["init"].isin(NORM_FREE_INITS)]
-    bn = res[res["normalization"].isna() & res["init"].isin(["default", None])]
-    bn = bn[bn["status"] == "finished"]
+    bn = res[is_2015_design(res) & (res["status"] == "finished")]
     depths = sorted(set(free["depth"]) & set(bn["depth"]))
     if not depths:
-        return None
+        return []
     depth = depths[-1]
-    at = free[free["depth"] == depth]
-    diverged = int((at["status"] == "diverged").sum())
-    done = at[at["status"] == "finished"]
     base = bn[bn["depth"] == depth]["final_train_error"].to_numpy(float)
-    init = "/".join(sorted(set(at["init"])))
-    if done.empty:
-        return None, None, depth, init, diverged
-    diff, ci = difference(done["final_train_error"].to_numpy(float), base)
-    return diff, ci, depth, init, diverged
+    out = []
+    for init, at in free[free["depth"] == depth].groupby("init", sort=True):
+        done = at[at["status"] == "finished"]
+        diff, ci = (
+            difference(done["final_train_error"].to_numpy(float), base)
+            if len(done)
+            else (None, None)
+        )
+        diverged = int((at["status"] == "diverged").sum())
+        out.append({"init": init, "diff": diff, "ci": ci, "depth": int(depth),
+                    "diverged": diverged, "runs": list(done["run"])})  # fmt: skip
+    return out
 
 
 def section(ctx: Context) -> Section:

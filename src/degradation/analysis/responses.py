@@ -18,7 +18,7 @@ from degradation.analysis.degradation import comparable
 from degradation.analysis.style import net_key, net_styles
 from degradation.analysis.trained import WEIGHTS_FILE, load_run
 from degradation.data import DataUnavailableError
-from degradation.models import BasicBlock, Block, BottleneckBlock, CifarNet, ImageNetNet
+from degradation.models import BasicBlock, Block, BottleneckBlock, CifarNet, ImageNetNet, Unit
 
 TITLE = "Layer responses (Fig. 7 style)"
 # (Of the nets of the 2015 design: the paper's Fig. 7 compares those.)
@@ -29,6 +29,8 @@ RESPONSES_FILE = "responses.csv"
 def response_layers(net: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
     """The BN after each 3x3 conv, in forward order: the stem, then the blocks' 3x3 layers."""
     if isinstance(net, CifarNet):
+        if any(isinstance(m, Unit) for m in net.modules()):
+            raise TypeError("layer responses are defined for the 2015 unit (block=post, basic)")
         layers = [("stem", net.stem[1])]
         blocks = [(name, m) for name, m in net.named_modules() if isinstance(m, Block)]
         for name, block in blocks:

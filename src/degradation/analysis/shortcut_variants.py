@@ -40,19 +40,19 @@ def setting_label(row: pd.Series) -> str | None:
     """A variant's setting in words (None for variants without one)."""
     variant = row.get("shortcut_variant")
 
-    def value(key):
+    def value(key, default):
         v = row.get(key)
-        return None if v is None or v == "-" or (isinstance(v, float) and math.isnan(v)) else v
+        missing = v is None or v == "-" or (isinstance(v, float) and math.isnan(v))
+        return default if missing else v
 
     if variant == "scaling":
-        branch = value("scale_branch")
-        both = branch is None or str(branch).lower() in ("true", "1", "1.0")
-        return f"{value('shortcut_scale') or 0.5:g}, {'both branches' if both else 'shortcut only'}"
+        both = str(value("scale_branch", True)).lower() in ("true", "1", "1.0")
+        scale = float(value("shortcut_scale", 0.5))
+        return f"{scale:g}, {'both branches' if both else 'shortcut only'}"
     if variant in ("exclusive_gating", "shortcut_gating"):
-        bias = value("gate_bias")
-        return f"bias {-6.0 if bias is None else float(bias):g}"
+        return f"bias {float(value('gate_bias', -6.0)):g}"
     if variant == "dropout":
-        return f"{value('shortcut_dropout') or 0.5:g}"
+        return f"{float(value('shortcut_dropout', 0.5)):g}"
     return None
 
 
@@ -78,7 +78,7 @@ def variants(runs: pd.DataFrame) -> pd.DataFrame:
     keep = []
     for _, group in table.groupby(keys, sort=True):
         res = group[group["family"] == "resnet"]
-        if res["shortcut_variant"].replace("-", None).dropna().nunique() >= 2:
+        if res["shortcut_variant"][res["shortcut_variant"] != "-"].nunique() >= 2:
             keep.append(group[group["family"].isin(["plain", "resnet"])])
     return pd.concat(keep, ignore_index=True) if keep else pd.DataFrame()
 
@@ -114,12 +114,13 @@ def variant_table(runs: pd.DataFrame) -> pd.DataFrame:
 def identity_lead(runs: pd.DataFrame) -> list[tuple[str, float, tuple | None]]:
     """Per other variant at the deepest ablated depth: its final training error minus the
     identity shortcut's (positive: identity trains better), with a 95% interval."""
-    done = runs[(runs["status"] == "finished") & (runs["family"] == "resnet")]
-    if "shortcut_variant" not in done or done["shortcut_variant"].dropna().nunique() < 2:
+    ended = runs[runs["status"].isin(["finished", "diverged"]) & (runs["family"] == "resnet")]
+    if "shortcut_variant" not in ended or ended["shortcut_variant"].dropna().nunique() < 2:
         return []
-    depths = [d for d, g in done.groupby("depth") if g["shortcut_variant"].nunique() >= 2]
+    depths = [d for d, g in ended.groupby("depth") if g["shortcut_variant"].nunique() >= 2]
     if not depths:
         return []
+    done = ended[ended["status"] == "finished"]
     at = done[done["depth"] == max(depths)]
     identity = at[at["shortcut_variant"] == "identity"]["final_train_error"].to_numpy(float)
     if not len(identity):
@@ -135,7 +136,7 @@ def identity_lead(runs: pd.DataFrame) -> list[tuple[str, float, tuple | None]]:
         name = f"{label} ({setting})" if setting else label
         diff, ci = difference(group["final_train_error"].to_numpy(float), identity)
         out.append((name, diff, ci))
-    diverged = runs[(runs["status"] == "diverged") & (runs["family"] == "resnet")]
+    diverged = ended[(ended["status"] == "diverged") & (ended["shortcut_variant"] != "identity")]
     for _, run in diverged[diverged["depth"] == max(depths)].iterrows():
         out.append((f"{run['shortcut_variant']} (diverged)", math.inf, None))
     return out

@@ -15,7 +15,7 @@ def t975(dof: float) -> float:
     one, two = math.tan(0.475 * math.pi), 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))
     if dof <= 1:
         return one
-    if dof < 2:
+    if dof <= 2:
         return math.exp(math.log(one) + (dof - 1) * (math.log(two) - math.log(one)))
     z, v = 1.959963984540054, float(dof)
     return (
@@ -43,6 +43,9 @@ def mean_interval(values) -> tuple[float, tuple[float, float] | None]:
 def difference(a, b) -> tuple[float, tuple[float, float] | None]:
     """mean(a) - mean(b), and its 95% Welch t interval when both have two or more values."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if len(a) == 0 or len(b) == 0:
+        return math.nan, None
     diff = float(a.mean() - b.mean())
     if len(a) < 2 or len(b) < 2:
         return diff, None
