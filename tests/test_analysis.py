@@ -141,16 +141,23 @@ def test_verdict_finds_degradation_and_the_residual_fix(tmp_path):
 
 
 def test_verdict_without_degradation(tmp_path):
-    for depth, err in [(8, 0.12), (20, 0.11), (32, 0.115)]:
-        make_run(tmp_path, "plain", depth, err)
-        make_run(tmp_path, "resnet", depth, err)
-    runs, _ = collect(tmp_path)
-    (verdict,) = verdicts(runs)
+    for seed in (0, 1):
+        for depth, plain, res in [(8, 0.14, 0.14), (20, 0.12, 0.13), (32, 0.115, 0.135)]:
+            make_run(tmp_path / "two", "plain", depth, plain, seed=seed)
+            make_run(tmp_path / "two", "resnet", depth, res, seed=seed)
+    (verdict,) = verdicts(collect(tmp_path / "two")[0])
     assert verdict.degradation is False
-    # Residual nets do not rise, but they do not beat the plain net either.
+    # Residual nets do not beat the plain net.
     assert verdict.residual_fix is False and not verdict.reproduced
     text = verdict_text(verdict)
     assert "**Degradation: no.**" in text and "does not reproduce" in text
+    # With one seed, half a point is within a seed's spread: not decided either way.
+    for depth, err in [(8, 0.12), (20, 0.11), (32, 0.115)]:
+        make_run(tmp_path / "one", "plain", depth, err)
+        make_run(tmp_path / "one", "resnet", depth, err)
+    (one,) = verdicts(collect(tmp_path / "one")[0])
+    assert one.degradation is None and one.residual_fix is None
+    assert "**Degradation: not decided.**" in verdict_text(one)
 
 
 def test_verdict_when_residual_nets_also_degrade(tmp_path):

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from degradation.analysis.base import Context, Section
-from degradation.analysis.stats import compare, difference
+from degradation.analysis.stats import SEED_SPREAD, compare, difference
 from degradation.analysis.style import (
     FAMILY_ORDER,
     FAMILY_TITLES,
@@ -300,7 +300,8 @@ def verdict_text(verdict: Verdict) -> str:
         + (
             f" Intervals are 95% Welch t intervals over {seeds} seeds per net."
             if seeds > 1
-            else " One seed per net: no intervals (run more seeds to get them)."
+            else f" One seed per net: no intervals, so a difference counts only when it clears "
+            f"the margin by {100 * SEED_SPREAD:.0f} more points (run more seeds for intervals)."
         )
     )
     return "\n\n".join(lines)
