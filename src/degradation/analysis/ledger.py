@@ -161,7 +161,7 @@ def claim_degradation(runs: pd.DataFrame) -> Row:
         return row
     row.verdict, _, ci, row.measured = found
     if row.verdict == UNDECIDED:
-        row.why = "the interval straddles the margin: more seeds"
+        row.why = "the interval (or one seed's spread) straddles the margin: more seeds"
     return row
 
 
@@ -226,7 +226,7 @@ def claim_residual(runs: pd.DataFrame) -> Row:
     rises, diff, ci, row.measured = found
     row.verdict = {SUPPORTED: CONTRADICTED, CONTRADICTED: SUPPORTED}.get(rises, UNDECIDED)
     if row.verdict == UNDECIDED:
-        row.why = "the interval straddles the margin: more seeds"
+        row.why = "the interval (or one seed's spread) straddles the margin: more seeds"
     return row
 
 
