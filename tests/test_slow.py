@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_train
+from degradation.analysis.degradation import verdicts
 from degradation.data import FASHION_MNIST_SYSTEM_DIR
-from degradation.report import verdicts
 from degradation.results import collect
 
 pytestmark = pytest.mark.slow
