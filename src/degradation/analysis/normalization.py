@@ -10,7 +10,7 @@ import pandas as pd
 from degradation.analysis.base import Context, Section
 from degradation.analysis.degradation import is_2015_design
 from degradation.analysis.final_errors import design, mean_std
-from degradation.analysis.shortcut_variants import _outcome
+from degradation.analysis.shortcut_variants import outcome
 from degradation.analysis.stats import difference
 from degradation.results import setting_table
 
@@ -41,7 +41,7 @@ def norm_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "seeds": int(row["seeds"]),
                 "train error (%)": mean_std(row, "final_train_error"),
                 "test error (%)": mean_std(row, "final_test_error"),
-                "outcome": _outcome(row),
+                "outcome": outcome(row),
                 "not finished": row.get("not_finished") or "",
             }
         )

@@ -56,7 +56,8 @@ def setting_label(row: pd.Series) -> str | None:
     return None
 
 
-def _outcome(row: pd.Series) -> str:
+def outcome(row: pd.Series) -> str:
+    """A setting's outcome from its setting-table row: diverged, stuck near chance, or trains."""
     statuses = str(row.get("not_finished") or "")
     if "diverged" in statuses:
         return "diverged"
@@ -103,7 +104,7 @@ def variant_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "params": int(row["params"]) if not pd.isna(row["params"]) else None,
                 "train error (%)": mean_std(row, "final_train_error"),
                 "test error (%)": mean_std(row, "final_test_error"),
-                "outcome": _outcome(row),
+                "outcome": outcome(row),
                 "paper, ResNet-110 CIFAR-10 (%)": paper or "",
                 "not finished": row.get("not_finished") or "",
             }
