@@ -12,17 +12,13 @@ from degradation.analysis.base import Context, Section
 from degradation.analysis.final_errors import mean_std
 from degradation.analysis.stats import difference
 from degradation.analysis.style import ZOOM_FROM, seed_band, smooth_train_error, upper_limit
+from degradation.models import PAPER_2016_PREACT
 from degradation.results import setting_table
 
 TITLE = "Post- vs pre-activation (He et al. 2016)"
 NEEDS = "nets of one depth with block=post and block=preact (experiment=preact_quick)"
-# He et al. 2016, CIFAR-10 test error (%), original (post) -> full pre-activation, as listed in
-# the suite's reference notes: ResNet-110 (Table 2), ResNet-164 and ResNet-1001 (bottleneck).
-PAPER = {
-    (110, "basic"): {"post": 6.61, "preact": 6.37},
-    (164, "bottleneck"): {"post": 5.93, "preact": 5.46},
-    (1001, "bottleneck"): {"post": 7.61, "preact": 4.92},
-}
+# He et al. 2016, CIFAR-10 test error (%), post -> full pre-activation, by depth and unit.
+PAPER = PAPER_2016_PREACT
 STYLE = {"post": "--", "preact": "-"}
 
 

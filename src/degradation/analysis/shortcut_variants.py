@@ -13,6 +13,7 @@ import pandas as pd
 from degradation.analysis.base import Context, Section
 from degradation.analysis.final_errors import mean_std
 from degradation.analysis.stats import difference
+from degradation.models import PAPER_2016_TABLE1
 from degradation.results import setting_table
 
 TITLE = "Shortcut variants (He et al. 2016, Table 1 style)"
@@ -20,20 +21,6 @@ NEEDS = "residual nets of one depth with two or more shortcut variants (shortcut
 # Stuck: a finished run whose final training error is within this of chance (1 - 1/classes).
 STUCK_MARGIN = 0.05
 CLASSES = 10  # every data set of the suite has ten classes
-# The 2016 paper's Table 1 (ResNet-110, CIFAR-10, test error %, "fails" where it reports that
-# the net failed to train), as listed in the suite's reference notes (marked there to verify
-# against the paper). Keys: variant and its setting.
-PAPER_TABLE1 = {
-    ("identity", None): "6.61",
-    ("scaling", "0.5, both branches"): "12.35",
-    ("scaling", "0.5, shortcut only"): "fails",
-    ("exclusive_gating", "bias -6"): "8.70",
-    ("exclusive_gating", "bias 0"): "fails",
-    ("shortcut_gating", "bias -6"): "6.91",
-    ("shortcut_gating", "bias 0"): "12.86",
-    ("conv1x1", None): "12.22",
-    ("dropout", "0.5"): "fails",
-}
 
 
 def setting_label(row: pd.Series) -> str | None:
@@ -69,6 +56,18 @@ def outcome(row: pd.Series) -> str:
     return "trains"
 
 
+def paper_table1() -> dict[tuple[str, str | None], str]:
+    """The 2016 paper's Table 1 (ResNet-110, CIFAR-10, test error %; "fails" where the paper
+    reports that the net failed to train; :data:`degradation.models.PAPER_2016_TABLE1`), keyed
+    by variant and its setting in words (:func:`setting_label`)."""
+    return {
+        (options["shortcut_variant"], setting_label(pd.Series(options))): (
+            "fails" if error is None else f"{error:.2f}"
+        )
+        for options, error in PAPER_2016_TABLE1.values()
+    }
+
+
 def variants(runs: pd.DataFrame) -> pd.DataFrame:
     """The setting table of residual nets (plus plain nets of the same depths) where two or more
     shortcut variants share a depth, data, width and length; empty otherwise."""
@@ -94,7 +93,7 @@ def variant_table(runs: pd.DataFrame) -> pd.DataFrame:
         setting = setting_label(row) if residual else None
         paper = None
         if residual and row.get("data") == "cifar10" and int(row["depth"]) == 110:
-            paper = PAPER_TABLE1.get((variant, setting))
+            paper = paper_table1().get((variant, setting))
         rows.append(
             {
                 "net": f"{row['family']}-{int(row['depth'])}",
