@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import lightning as L
+import pytorch_lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -376,7 +376,7 @@ def main() -> int:
         parser.error("--steps, --warmup and --repeats must be positive")
     register()
     quiet_lightning()
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no per-fit banners
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)  # no per-fit banners
 
     rows, flops = [], {}
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -181,10 +181,10 @@ def test_summary_records_provenance(tmp_path):
     if git.returncode == 0:
         assert provenance["git"]["commit"] == git.stdout.strip()
         assert isinstance(provenance["git"]["dirty"], bool)
-    import lightning
+    import pytorch_lightning
     import torch
 
     assert provenance["versions"]["torch"] == torch.__version__
-    assert provenance["versions"]["lightning"] == lightning.__version__
+    assert provenance["versions"]["pytorch-lightning"] == pytorch_lightning.__version__
     assert provenance["device"].startswith("cpu") or provenance["device"].startswith("cuda")
     assert provenance["host"] == os.uname().nodename

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
+import pytorch_lightning as L
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks import TQDMProgressBar
 from torch import nn
 
 from degradation.rundirs import PREVIOUS_CHECKPOINT

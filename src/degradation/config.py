@@ -179,7 +179,7 @@ class PaperScheduleSchema:
 class TrainerSchema:
     """``trainer=default``: the Lightning Trainer options this suite uses or documents."""
 
-    _target_: str = "lightning.pytorch.Trainer"
+    _target_: str = "pytorch_lightning.Trainer"
     max_steps: int = 64000
     max_epochs: int = -1
     accelerator: str = "auto"

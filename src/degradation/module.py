@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-import lightning as L
+import pytorch_lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -95,10 +95,16 @@ class DegradationModule(L.LightningModule):
         if self.channels_last and self.trainer.strategy.root_device.type == "cpu":
             keep_strided_1x1_nchw(self.net)
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The layout the net's input is given in: the one ``channels_last`` chose."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self._run_net(x)
+        # Both ways: a batch may arrive in either layout (the batched crop returns an NHWC view),
+        # and a channels-last batch in an NCHW net would still reach oneDNN's channels-last
+        # kernels, the ones that crash in fp32 on some CPUs.
+        return self._run_net(x.contiguous(memory_format=self.memory_format))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         x, y = batch

@@ -270,9 +270,24 @@ def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
         return None
 
 
+# Lightning's classes as runs named before the switch from the umbrella ``lightning`` package to
+# ``pytorch-lightning`` spelled them (the same classes): hashed the old way, so names stay.
+TARGET_ALIASES = {"pytorch_lightning.": "lightning.pytorch."}
+
+
+def _hashed_target(target: Any) -> Any:
+    for new, old in TARGET_ALIASES.items():
+        if isinstance(target, str) and target.startswith(new):
+            return old + target.removeprefix(new)
+    return target
+
+
 def hashed_config(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
     """The part of a configuration that determines the result, resolved where possible."""
     container = OmegaConf.to_container(OmegaConf.create(cfg), resolve=False)
+    trainer = container.get("trainer") if isinstance(container, dict) else None
+    if isinstance(trainer, dict) and "_target_" in trainer:
+        trainer["_target_"] = _hashed_target(trainer["_target_"])
     drop = [(key, None) for key in NOT_HASHED] + list(HASH_DEFAULTS.items())
     for key, default in drop:
         *parents, leaf = key.split(".")
@@ -440,7 +455,8 @@ def provenance(device: str) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version()}
-    for package in ("degradation", "torch", "torchvision", "lightning", "hydra-core", "numpy"):
+    packages = ("degradation", "torch", "torchvision", "pytorch-lightning", "hydra-core", "numpy")
+    for package in packages:
         try:
             versions[package] = version(package)
         except PackageNotFoundError:

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
+import pytorch_lightning as L
 import pandas as pd
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger
-from lightning.pytorch.utilities import rank_zero_only
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from degradation.data.base import DataUnavailableError
@@ -494,7 +494,7 @@ def quiet_lightning() -> None:
     # Lightning's use of a torch API that torch has deprecated.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # Lightning's advertisements for its cloud products.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
         lambda record: "Tip:" not in record.getMessage()
     )
 

@@ -3,7 +3,7 @@ mean image, the paper's batch preprocessing, and the missing-data error."""
 
 from __future__ import annotations
 
-import lightning as L
+import pytorch_lightning as L
 import torch
 from torch.utils.data import TensorDataset
 

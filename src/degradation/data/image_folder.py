@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
+import pytorch_lightning as L
 import torch
 from torch.utils.data import DataLoader
 

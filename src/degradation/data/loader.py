@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-import lightning as L
+import pytorch_lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
