@@ -30,9 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytorch_lightning as L
 import numpy as np
 import pandas as pd
+import pytorch_lightning as L
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir

@@ -19,10 +19,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from degradation.config import check_keys, config_error_line, register
+from degradation.config import check_keys, config_error_line, per_job_overrides, register
 from degradation.rundirs import (
     DONE,
     RunCrashed,
@@ -30,22 +30,32 @@ from degradation.rundirs import (
     is_rank_zero,
     read_summary,
     train_in_subprocess,
+    unwritable,
 )
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 log = logging.getLogger("train")
 register()
 
 
 def remove_if_fresh(run_dir: str) -> None:
-    """Delete a run directory that holds nothing but what a refused launch wrote (Hydra's
-    record and log, the lock, the resolved config); anything else in it keeps it."""
+    """Delete a run directory that holds nothing but what a refused launch may leave (the
+    folder Hydra made, an empty lock file); anything else in it keeps it."""
     path = Path(run_dir)
-    launch_files = {".hydra", ".lock", "config.yaml"}
-    if path.is_dir() and all(
-        p.name in launch_files or p.suffix == ".log" or p.name.startswith(".launch-")
-        for p in path.iterdir()
-    ):
+    if path.is_dir() and all(p.name == ".lock" and p.stat().st_size == 0 for p in path.iterdir()):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def hydra_record(cfg: DictConfig) -> dict[str, str]:
+    """Hydra's record of this job (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``),
+    written into the run directory by the process that trains it, once it holds the run."""
+    hydra_cfg = HydraConfig.get()
+    return {
+        ".hydra/config.yaml": OmegaConf.to_yaml(cfg),
+        ".hydra/hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})),
+        ".hydra/overrides.yaml": OmegaConf.to_yaml(list(hydra_cfg.overrides.task)),
+    }
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -71,7 +81,11 @@ def main(cfg: DictConfig) -> float | None:
         check_keys(cfg)
         # In a sweep each run trains in a process of its own: a crash (segfault, out-of-memory
         # kill) ends that run only, and the sweep goes on.
-        summary = train_in_subprocess(cfg, run_dir) if multirun else train(cfg, run_dir)
+        record = hydra_record(cfg)
+        if multirun:
+            summary = train_in_subprocess(cfg, run_dir, record)
+        else:
+            summary = train(cfg, run_dir, record)
     except RunCrashed as err:
         log.error("%s; launch again to resume it", err)
         raise
@@ -113,6 +127,8 @@ def cli() -> None:
     the tracebacks instead."""
     user_wants_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # errors reach us as exceptions, not printed by Hydra
+    # every job of a sweep composed (and so checked) on its own, with its own choices
+    sys.argv[1:] = per_job_overrides(sys.argv[1:], CONF_DIR)
     try:
         main()
     except (HydraException, OmegaConfBaseException) as err:
@@ -123,6 +139,10 @@ def cli() -> None:
     except Exception as err:
         if user_wants_traces:
             raise
+        message = unwritable(err)
+        if message is not None:  # a read-only run or sweep directory
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(2)
         first = (str(err).strip().splitlines() or [""])[0]
         print(f"error: {type(err).__name__}: {first}", file=sys.stderr)
         sys.exit(1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import torch
 from pytorch_lightning.callbacks import TQDMProgressBar
 from torch import nn
 
+from degradation.checkpoints import save_trainer_checkpoint
 from degradation.rundirs import PREVIOUS_CHECKPOINT
 
 log = logging.getLogger("degradation")
@@ -117,8 +117,9 @@ class LastCheckpoint(L.Callback):
     """Write ``<dirpath>/last.ckpt`` after every evaluation during training, keeping the one
     before as ``previous.ckpt``.
 
-    The file is replaced atomically (Lightning writes checkpoints to a temporary file and moves
-    it), so a run killed at any moment leaves either the previous or the new checkpoint; should
+    The file is replaced atomically (written to a temporary file that is then moved over it), so
+    a run killed at any moment, or a write that fails on a full disk, leaves the previous
+    checkpoint or the new one, never part of one; should
     ``last.ckpt`` still be unreadable (a full disk, a damaged file system), the run resumes from
     ``previous.ckpt``. A checkpoint holds the weights, optimizer, schedule, loop counters and the
     position of the data stream: a run resumed from it continues exactly where it was.
@@ -137,6 +138,4 @@ class LastCheckpoint(L.Callback):
             return
         if trainer.is_global_zero:
             self.dirpath.mkdir(parents=True, exist_ok=True)
-            if self.path.is_file():
-                os.replace(self.path, self.dirpath / PREVIOUS_CHECKPOINT)
-        trainer.save_checkpoint(self.path, weights_only=False)
+        save_trainer_checkpoint(trainer, self.path, previous=self.dirpath / PREVIOUS_CHECKPOINT)

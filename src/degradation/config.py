@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -298,3 +299,67 @@ def config_error_line(err: BaseException) -> str:
         keys = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_")]
         message += f" (expected one of: {', '.join(keys)})"
     return f"configuration error: {message}"
+
+
+def _is_multirun(overrides: list[str], conf_dir: Path, config_name: str) -> bool:
+    """Whether these overrides make a sweep by configuration (an experiment's ``hydra.mode``),
+    read from the composition of their group choices and Hydra keys alone."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    kept = []
+    for text in overrides:
+        override = parser.parse_override(text)
+        group = not override.is_hydra_override() and (conf_dir / override.key_or_group).is_dir()
+        if override.is_hydra_override() or group:
+            kept.append(text)
+    register()
+    try:
+        with initialize_config_dir(str(conf_dir), version_base="1.3"):
+            cfg = compose(config_name, overrides=kept, return_hydra_config=True)
+    except Exception:  # noqa: BLE001 - Hydra itself will report what is wrong
+        return False
+    return str(cfg.hydra.get("mode")) == "MULTIRUN"
+
+
+def per_job_overrides(
+    args: list[str], conf_dir: str | Path, config_name: str = "train"
+) -> list[str]:
+    """Command-line arguments with which every job of a sweep is composed and checked on its own.
+
+    Hydra composes a sweep's base configuration without the swept values, so a key that only
+    the swept choices have (``-m model=resnet_imagenet,plain_imagenet model.stem=small``: the
+    default model has no ``stem``) is refused before any job exists. In a sweep, each setting of
+    a key is therefore handed to the sweeper as a choice of one value
+    (``model.stem=choice(small)``): every job gets it exactly as before, and each job's own composition is what the typed check
+    judges. Group choices, deletions, Hydra's keys and flags stay as they are; outside a sweep
+    nothing changes.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    conf_dir = Path(conf_dir)
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    parser = OverridesParser.create()
+    candidates = []
+    for text in overrides:
+        try:
+            override = parser.parse_override(text)
+        except Exception:  # noqa: BLE001 - Hydra itself will report the bad override
+            return args
+        if (
+            override.is_sweep_override()
+            or override.is_hydra_override()
+            or override.is_delete()
+            or (conf_dir / override.key_or_group).is_dir()  # a config group's choice
+        ):
+            continue
+        candidates.append((text, override))
+    if not candidates or not (multirun or _is_multirun(overrides, conf_dir, config_name)):
+        return args
+    rewritten = {
+        text: f"{o.get_key_element()}=choice({o.get_value_element_as_str()})"
+        for text, o in candidates
+    }
+    return [rewritten.get(a, a) for a in args]

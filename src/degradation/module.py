@@ -88,6 +88,9 @@ class DegradationModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self._wall_before = 0.0  # training time of earlier attempts, from the checkpoint
+        # the run's books kept in its checkpoints too (started_at, attempts): they outlive a
+        # damaged summary.json
+        self.run_record: dict[str, object] = {}
         self._session_start: float | None = None
 
     def setup(self, stage: str) -> None:
@@ -148,6 +151,7 @@ class DegradationModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["wall_time_s"] = self.wall_time()
+        checkpoint["run_record"] = dict(self.run_record)
         # Every row up to this step goes to disk before the checkpoint does: a run resumed from
         # the checkpoint then continues its metrics file without a gap.
         for logger in self.loggers:

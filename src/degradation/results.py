@@ -8,12 +8,14 @@ all read; the ``status`` column says which.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from degradation.metrics_file import read_metrics_file
 from degradation.rundirs import model_fields, run_status
 from degradation.runs import METRICS_FILE, SUMMARY_FILE, final_metrics, read_summary
 
@@ -75,8 +77,16 @@ def _config_fields(run_dir: Path) -> dict:
     path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
         return {}
-    cfg = OmegaConf.load(path)
-    model, data = cfg.get("model", {}), cfg.get("data", {})
+    try:
+        cfg = OmegaConf.load(path)
+        if not isinstance(cfg, DictConfig):
+            raise ValueError("not a mapping")
+        model, data = cfg.get("model") or {}, cfg.get("data") or {}
+    except Exception as err:  # noqa: BLE001 - a damaged YAML file fails in many ways
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        print(f"warning: {path} is unreadable ({reason}); its run's fields come from its "
+              "summary alone", file=sys.stderr)  # fmt: skip
+        return {}
     residual = bool(model.get("residual", False))
     fields = model_fields(OmegaConf.to_container(model) if model else {})
     target = str(data.get("_target_", ""))
@@ -98,17 +108,15 @@ def _config_fields(run_dir: Path) -> dict:
 
 
 def read_metrics(run_dir: str | Path) -> pd.DataFrame | None:
-    """A run's ``metrics.csv`` (None if it has none); a malformed file raises ValueError."""
+    """A run's ``metrics.csv`` (None if it has none), without its damaged rows: each damaged
+    row is named in one line on stderr and dropped (:func:`read_metrics_file`)."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return None
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not a readable metrics file: {err}") from err
-    if "step" not in df.columns:
-        raise ValueError(f"{path} has no 'step' column (columns: {list(df.columns)})")
-    return df
+    frame, problems = read_metrics_file(path)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return frame if "step" in frame else None
 
 
 def late_train_error(metrics: pd.DataFrame, window: float = LATE_WINDOW) -> float:

@@ -8,6 +8,7 @@ computes. Launching the same sweep again therefore finds each run's directory, a
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -30,6 +32,10 @@ SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+FINAL_CHECKPOINT = "final.ckpt"
+# The run's log (appended by every attempt), and how its lines look.
+LOG_FILE = "train.log"
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 # The checkpoint before last.ckpt, kept as a fallback in case last.ckpt is unreadable.
 PREVIOUS_CHECKPOINT = "previous.ckpt"
 # Held (an OS file lock) by the process that trains the run; the kernel lets go when it dies.
@@ -79,6 +85,20 @@ HASH_DEFAULTS: dict[str, Any] = {
     "model.shortcut_dropout": 0.5,
     "model.init": "default",
 }
+
+
+def unwritable(err: BaseException) -> str | None:
+    """For an error that says a folder cannot be written (read-only, not ours), one line that
+    names it and says what to do; None for any other error."""
+    if not isinstance(err, OSError) or err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return None
+    where = Path(err.filename).parent if err.filename else "a run directory"
+    if err.filename and Path(err.filename).is_dir():
+        where = err.filename
+    return (
+        f"cannot write into {where} ({err.strerror}): train into a folder you can write to "
+        "(hydra.run.dir=DIR, or hydra.sweep.dir=DIR for a sweep)"
+    )
 
 
 class RunLocked(RuntimeError):
@@ -206,31 +226,37 @@ class RunCrashed(RuntimeError):
 EXIT_BAD_SETTING, EXIT_LOCKED = 2, 3
 
 
-def train_in_subprocess(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Train a run in a child process (``python -m degradation.runs RUN_DIR CONFIG``) and return
-    its summary, so that a crash of the training (a segfault, an out-of-memory kill) ends that
-    run only, not the sweep worker that hosts it and the runs beside it.
+def train_in_subprocess(
+    cfg: DictConfig, run_dir: str | Path, record: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Train a run in a child process (``python -m degradation.runs RUN_DIR CONFIG [RECORD]``)
+    and return its summary, so that a crash of the training (a segfault, an out-of-memory kill)
+    ends that run only, not the sweep worker that hosts it and the runs beside it.
 
-    The child reads the resolved configuration from a launch file beside the run. A bad setting
-    (already reported by the child) raises ValueError, a run being trained elsewhere
-    :class:`RunLocked`, a failure the child recorded RuntimeError; death by a signal marks the
-    run ``crashed`` in its summary (the next launch resumes it) and raises :class:`RunCrashed`.
+    The child reads the resolved configuration (and ``record``, the files it writes into the run
+    once it holds the run's lock) from launch files in a temporary folder, so that nothing is
+    written into the run directory before then. A bad setting (already reported by the child)
+    raises ValueError, a run being trained elsewhere :class:`RunLocked`, a failure the child
+    recorded RuntimeError; death by a signal marks the run ``crashed`` in its summary (the next
+    launch resumes it) and raises :class:`RunCrashed`.
     """
     run_dir = Path(run_dir)
-    launch = run_dir / f".launch-{os.getpid()}-{uuid.uuid4().hex[:8]}.yaml"
-    write_atomic(launch, OmegaConf.to_yaml(cfg, resolve=True))
-    command = [sys.executable, "-m", "degradation.runs", str(run_dir), str(launch)]
-    child = subprocess.Popen(command)
-    try:
-        returncode = child.wait()
-    except KeyboardInterrupt:  # the child got it too: let it record "interrupted" and stop
+    with tempfile.TemporaryDirectory(prefix="degradation-launch-") as folder:
+        launch = Path(folder) / "config.yaml"
+        launch.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        command = [sys.executable, "-m", "degradation.runs", str(run_dir), str(launch)]
+        if record:
+            (Path(folder) / "record.json").write_text(json.dumps(dict(record)))
+            command.append(str(Path(folder) / "record.json"))
+        child = subprocess.Popen(command)
         try:
-            child.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            child.kill()
-        raise
-    finally:
-        launch.unlink(missing_ok=True)
+            returncode = child.wait()
+        except KeyboardInterrupt:  # the child got it too: let it record "interrupted" and stop
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            raise
     summary = read_summary(run_dir) or {}
     if returncode == 0 and summary:
         return summary
@@ -249,11 +275,16 @@ def train_in_subprocess(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file, so readers never see half a file."""
+    """Write ``text`` to ``path`` via a temporary file, so readers never see half a file; a
+    failed write (a full disk) removes the temporary file and leaves ``path`` as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> None:
@@ -261,12 +292,25 @@ def write_summary(run_dir: str | Path, summary: Mapping[str, Any]) -> None:
     write_atomic(Path(run_dir) / SUMMARY_FILE, json.dumps(dict(summary), indent=2) + "\n")
 
 
+_reported: set[Path] = set()
+
+
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's summary, or None if it has none (yet) or it is unreadable."""
+    """The run's summary, or None if it has none (yet) or it is unreadable; an unreadable one
+    is named in one line on stderr (once per process)."""
     path = Path(run_dir) / SUMMARY_FILE
+    if not path.is_file():
+        return None
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
+        summary = json.loads(path.read_bytes())
+        if not isinstance(summary, dict):
+            raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+        return summary
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError included
+        if path not in _reported:
+            _reported.add(path)
+            reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
+            print(f"warning: {path} is unreadable ({reason}); read as missing", file=sys.stderr)
         return None
 
 

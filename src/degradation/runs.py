@@ -16,28 +16,32 @@ checkpoint left it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
+import json
 import logging
 import math
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as L
 import pandas as pd
+import pytorch_lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
-from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from degradation.checkpoints import BadFile, load_checkpoint, save_trainer_checkpoint
 from degradation.data.base import DataUnavailableError
+from degradation.metrics_file import logged_through, read_metrics_file
 from degradation.models import (
     check_cifar_config,
     check_dense_depth,
@@ -52,7 +56,10 @@ from degradation.rundirs import (  # noqa: F401 - re-exported: the run directory
     DONE,
     EXIT_BAD_SETTING,
     EXIT_LOCKED,
+    FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
+    LOG_FILE,
+    LOG_FORMAT,
     METRICS_FILE,
     PREVIOUS_CHECKPOINT,
     SUMMARY_FILE,
@@ -68,6 +75,7 @@ from degradation.rundirs import (  # noqa: F401 - re-exported: the run directory
     register_resolvers,
     run_dir_name,
     run_name,
+    unwritable,
     write_atomic,
     write_summary,
 )
@@ -104,22 +112,30 @@ class MetricsLogger(Logger):
     def name(self) -> str:
         return "metrics"
 
-    def resume(self, step: int) -> None:
+    def resume(self, step: int, frame: pd.DataFrame | None = None) -> None:
         """Continue an earlier attempt's file from a checkpoint taken after ``step`` updates.
 
         Rows up to ``step`` (its row holds the evaluation that preceded the checkpoint) are
-        kept, later ones dropped: they will be logged again, identically.
+        kept, later ones dropped: they will be logged again, identically. Damaged rows are
+        named in one line and dropped (the caller chose a checkpoint they do not reach past,
+        :func:`resume_point`).
         """
+        frame = self.read() if frame is None else frame
         self.rows = {}
-        if self.path.is_file():
-            try:
-                frame = pd.read_csv(self.path)
-            except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-                raise ValueError(f"cannot resume: {self.path} is unreadable ({err})") from err
-            for record in frame[frame["step"] <= step].to_dict("records"):
-                row_step = int(record.pop("step"))
-                self.rows[row_step] = {k: v for k, v in record.items() if not pd.isna(v)}
+        for record in frame[frame["step"] <= step].to_dict("records") if len(frame) else []:
+            row_step = int(record.pop("step"))
+            self.rows[row_step] = {k: v for k, v in record.items() if not pd.isna(v)}
         self._last_flush = max(self.rows, default=0)
+
+    def read(self) -> pd.DataFrame:
+        """The whole rows of the file an earlier attempt left (empty if none); each damaged row
+        is named in a warning and dropped."""
+        if not self.path.is_file():
+            return pd.DataFrame()
+        frame, problems = read_metrics_file(self.path)
+        for problem in problems:
+            log.warning("%s", problem)
+        return frame if "step" in frame else pd.DataFrame()
 
     @property
     def version(self) -> str:
@@ -198,8 +214,46 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+# Settings that must be positive numbers (checked where the configuration has them), and what
+# each is, for the message.
+POSITIVE = {
+    "optimizer.lr": "the learning rate",
+    "model.width": "the first stage's number of channels",
+    "model.growth_rate": "DenseNet's growth rate",
+    "data.batch_size": "images per training batch",
+    "data.eval_batch_size": "images per evaluation batch",
+    "data.num_train": "training images",
+    "data.num_test": "test images",
+    "scheduler.gamma": "the learning-rate factor at each milestone",
+}
+# Settings that must lie in [low, high).
+IN_RANGE = {"optimizer.momentum": (0.0, 1.0), "optimizer.weight_decay": (0.0, math.inf)}
+
+
+def _check_numbers(cfg: DictConfig) -> None:
+    """Refuse non-positive sizes and rates, naming the key and the value."""
+    for key, what in POSITIVE.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{key}={value!r}: must be a positive number ({what})")
+    for key, (low, high) in IN_RANGE.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not low <= value < high
+        ):
+            upper = "" if math.isinf(high) else f" and below {high:g}"
+            raise ValueError(f"{key}={value!r}: must be at least {low:g}{upper}")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse settings that cannot train, with a message naming the key."""
+    _check_numbers(cfg)
     steps = cfg.trainer.get("max_steps")
     if not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"trainer.max_steps must be a positive number of iterations; got {steps}")
@@ -329,12 +383,28 @@ def build(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[Any] =
     return Setup(datamodule, net, module, trainer, metrics_logger)
 
 
-def resume_point(folder: Path, move_bad: bool = True) -> tuple[Path | None, int]:
-    """The checkpoint to resume from and its step: ``last.ckpt``, or ``previous.ckpt`` when the
-    last one is unreadable; ``(None, 0)`` when there is none (start from scratch).
+@dataclass
+class ResumePoint:
+    """Where a run continues: the checkpoint (None: from scratch), its step, and the run's
+    record kept in it (started_at, attempts), which outlives a damaged summary."""
 
-    An unreadable checkpoint is reported in one line and, with ``move_bad``, renamed to
-    ``<name>.corrupt`` so that it stands in the way of no later launch.
+    path: Path | None = None
+    step: int = 0
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def resume_point(
+    folder: Path, move_bad: bool = True, logged: int | None = None, evaluated: set | None = None
+) -> ResumePoint:
+    """The checkpoint to resume from: ``last.ckpt``, or ``previous.ckpt`` when the last one is
+    unreadable or reaches past the metrics; from scratch when there is none.
+
+    A checkpoint is read as weights only; one that is refused (it holds a pickled object) or
+    unreadable is reported in one line and, with ``move_bad``, renamed to ``<name>.corrupt`` so
+    that it stands in the way of no later launch. With ``logged`` (the number of steps from 0
+    whose metrics rows are intact) and ``evaluated`` (the steps with an intact evaluation row),
+    a checkpoint at step ``s`` is used only if ``s <= logged`` and ``s`` was evaluated, so that
+    no step's row is lost when the run continues.
     """
     bad = []
     for name in (LAST_CHECKPOINT, PREVIOUS_CHECKPOINT):
@@ -342,23 +412,29 @@ def resume_point(folder: Path, move_bad: bool = True) -> tuple[Path | None, int]
         if not path.is_file():
             continue
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-            step = int(checkpoint["global_step"])
-            if not isinstance(checkpoint.get("state_dict"), dict):
-                raise KeyError("state_dict")
-        except Exception as err:  # noqa: BLE001 - a damaged file fails in many ways
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            log.warning("checkpoint %s is unreadable (%s: %s)", path, type(err).__name__, reason)
+            checkpoint = load_checkpoint(path, mmap=True)
+        except BadFile as err:
+            log.warning("checkpoint %s", err)
             if move_bad:
                 os.replace(path, path.with_name(path.name + ".corrupt"))
             bad.append(name)
             continue
+        step = int(checkpoint["global_step"])
+        record = checkpoint.get("run_record")
+        if logged is not None and step > 0 and (step > logged or step not in (evaluated or ())):
+            log.warning(
+                "checkpoint %s (step %d) is ahead of the intact rows of %s (steps 0-%d, "
+                "evaluations at %s): not resuming from it",
+                path, step, METRICS_FILE, logged - 1, sorted(evaluated or ())[-3:] or "none",
+            )  # fmt: skip
+            bad.append(name)
+            continue
         if bad:
             log.warning("resuming from the older checkpoint %s (step %d)", path, step)
-        return path, step
+        return ResumePoint(path, step, dict(record) if isinstance(record, dict) else {})
     if bad:
-        log.warning("no readable checkpoint in %s: training this run again from step 0", folder)
-    return None, 0
+        log.warning("no usable checkpoint in %s: training this run again from step 0", folder)
+    return ResumePoint()
 
 
 def device_name(device: torch.device) -> str:
@@ -376,12 +452,18 @@ def device_name(device: torch.device) -> str:
     return f"cpu: {model}, {torch.get_num_threads()} threads"
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+def train(
+    cfg: DictConfig, run_dir: str | Path, record: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Train the configured net into ``run_dir`` and return its summary.
 
     A run that is already done (finished or diverged) is returned as it is; one that was stopped
     resumes from its last checkpoint. A loss that stops being finite ends the run with status
-    ``diverged``; any other error is recorded as ``failed`` and raised again.
+    ``diverged``; any other error is recorded as ``failed`` and raised again. Nothing is written
+    into ``run_dir`` before the settings are checked and this process holds the run's lock:
+    then ``record`` (file name -> text, e.g. Hydra's ``.hydra/*.yaml``) is written and the log
+    goes to ``train.log`` too, so a refused second launch leaves the running run's files as
+    they are.
     """
     run_dir = Path(run_dir)
     previous = read_summary(run_dir) or {}
@@ -395,11 +477,33 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         previous = read_summary(run_dir) or {}  # as it is now that this process holds the run
         if previous.get("status") in DONE:
             return previous
-        return _train(cfg, run_dir, previous, rank_zero=True)
+        for name, text in (record or {}).items():
+            write_atomic(run_dir / name, text)
+        with log_to_file(run_dir / LOG_FILE):
+            return _train(cfg, run_dir, previous, rank_zero=True)
+
+
+@contextlib.contextmanager
+def log_to_file(path: Path) -> Iterator[None]:
+    """Send this process's log records to ``path`` (appended) as well, while in the block."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def _train(cfg: DictConfig, run_dir: Path, previous: dict, rank_zero: bool) -> dict[str, Any]:
-    last, resumed_step = resume_point(run_dir / CHECKPOINT_DIR, move_bad=rank_zero)
+    kept = MetricsLogger(run_dir).read()
+    evaluated = set(kept.loc[kept["test_error"].notna(), "step"]) if "test_error" in kept else set()
+    start = resume_point(
+        run_dir / CHECKPOINT_DIR, move_bad=rank_zero, logged=logged_through(kept),
+        evaluated=evaluated,
+    )  # fmt: skip
     if rank_zero:
         # Hydra keeps .hydra/config.yaml with its interpolations; this copy is fully resolved,
         # so the run can be rebuilt (e.g. from its checkpoint) without Hydra.
@@ -407,10 +511,12 @@ def _train(cfg: DictConfig, run_dir: Path, previous: dict, rank_zero: bool) -> d
     setup = build(cfg, run_dir)
     datamodule, net, module = setup.datamodule, setup.net, setup.module
     trainer, metrics_logger = setup.trainer, setup.metrics_logger
-    resume_from = last
+    resume_from, resumed_step = start.path, start.step
     if resume_from is not None:
-        metrics_logger.resume(resumed_step)
+        metrics_logger.resume(resumed_step, kept)
         log.info("resuming %s from step %d (%s)", run_dir.name, resumed_step, resume_from)
+    # What an unreadable summary.json lost, the checkpoint kept.
+    kept_record = previous or start.record
     residual = bool(getattr(net, "residual", False))
     fields = model_fields(cfg.model)  # family ("plain", "resnet", "dense") and design options
     summary: dict[str, Any] = {
@@ -427,14 +533,16 @@ def _train(cfg: DictConfig, run_dir: Path, previous: dict, rank_zero: bool) -> d
         "params": count_parameters(net),
         "max_steps": int(cfg.trainer.max_steps),
         "batch_size": int(datamodule.batch_size),
-        "precision": str(cfg.trainer.precision),
+        # what runs, as Lightning settled it (16 on a CPU trains in bf16-mixed)
+        "precision": str(trainer.precision),
         "status": "running",
-        "started_at": previous.get("started_at") or _now(),
-        "attempts": int(previous.get("attempts", 0)) + 1,
+        "started_at": kept_record.get("started_at") or _now(),
+        "attempts": int(kept_record.get("attempts", 0)) + 1,
         "resumed_from_step": resumed_step or None,
         "pid": os.getpid(),
         "provenance": provenance(device_name(trainer.strategy.root_device)),
     }
+    module.run_record = {"started_at": summary["started_at"], "attempts": summary["attempts"]}
     save = functools.partial(write_summary, run_dir) if rank_zero else (lambda _: None)
     save(summary)
     try:
@@ -481,11 +589,12 @@ def _fit(setup: Setup, resume_from: Path | None, run_dir: Path) -> None:
     """Fit, evaluate at the end if the last step was not, and save the final checkpoint; every
     process of a multi-process run makes the same calls."""
     trainer, module, datamodule = setup.trainer, setup.module, setup.datamodule
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    # weights_only: the checkpoint is read as data (resume_point has read it so already)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     evaluated = "test_error" in setup.metrics_logger.rows.get(trainer.global_step, {})
     if not trainer.strategy.broadcast(evaluated, src=0):  # rank 0's rows decide for all
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / "final.ckpt", weights_only=False)
+    save_trainer_checkpoint(trainer, run_dir / CHECKPOINT_DIR / FINAL_CHECKPOINT)
     setup.metrics_logger.flush()
 
 
@@ -508,25 +617,24 @@ def user_error(err: BaseException) -> str | None:
         err = err.__cause__
     if isinstance(err, (ValueError, DataUnavailableError)):
         return str(err)
-    return None
+    return unwritable(err)
 
 
 def _main(argv: Sequence[str]) -> int:
-    """``python -m degradation.runs RUN_DIR CONFIG``: train the run from a resolved configuration
-    file (how sweeps train each run in a process of its own)."""
-    if len(argv) != 2:
-        print("usage: python -m degradation.runs RUN_DIR CONFIG_YAML", file=sys.stderr)
+    """``python -m degradation.runs RUN_DIR CONFIG [RECORD]``: train the run from a resolved
+    configuration file (how sweeps train each run in a process of its own); RECORD, a JSON
+    object of file name -> text, is written into the run directory once the run is locked."""
+    if len(argv) not in (2, 3):
+        print(
+            "usage: python -m degradation.runs RUN_DIR CONFIG_YAML [RECORD_JSON]", file=sys.stderr
+        )
         return EXIT_BAD_SETTING
     run_dir, config = Path(argv[0]), Path(argv[1])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
-        handlers=[logging.StreamHandler(), logging.FileHandler(run_dir / "train.log")],
-    )
+    record = json.loads(Path(argv[2]).read_text()) if len(argv) == 3 else None
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=[logging.StreamHandler()])
     quiet_lightning()
     try:
-        train(OmegaConf.load(config), run_dir)
+        train(OmegaConf.load(config), run_dir, record=record)
     except RunLocked as err:
         log.error("%s", err)
         return EXIT_LOCKED

@@ -5,6 +5,7 @@ run's final weights, as in the paper's Fig. 7 (Section 4.2)."""
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from degradation.analysis.base import Context, Section
 from degradation.analysis.degradation import comparable
 from degradation.analysis.style import net_key, net_styles
 from degradation.analysis.trained import WEIGHTS_FILE, load_run
+from degradation.checkpoints import BadFile
 from degradation.data import DataUnavailableError
 from degradation.models import BasicBlock, Block, BottleneckBlock, CifarNet, ImageNetNet, Unit
 
@@ -100,7 +102,14 @@ def run_responses(run_dir: str | Path, max_images: int | None = None) -> np.ndar
     run_dir = Path(run_dir)
     cached = run_dir / RESPONSES_FILE
     if cached.is_file():
-        return pd.read_csv(cached)["std"].to_numpy()
+        try:
+            stds = pd.read_csv(cached)["std"]
+            if len(stds) and pd.api.types.is_numeric_dtype(stds) and stds.notna().all():
+                return stds.to_numpy()
+            raise ValueError("no numbers in its std column")
+        except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            print(f"warning: {cached} is unreadable ({reason}); computed again", file=sys.stderr)
     try:
         net, dm = load_run(run_dir)
     except FileNotFoundError as err:
@@ -120,7 +129,10 @@ def run_responses(run_dir: str | Path, max_images: int | None = None) -> np.ndar
     stds = layer_response_std(net, batches)
     names = [name for name, _ in response_layers(net)]
     frame = pd.DataFrame({"layer": range(1, len(stds) + 1), "name": names, "std": stds})
-    frame.to_csv(cached, index=False)
+    try:
+        frame.to_csv(cached, index=False)
+    except OSError as err:  # a read-only run directory: the numbers are not kept, only used
+        print(f"note: {cached} not kept ({err.strerror})", file=sys.stderr)
     return stds
 
 
@@ -141,10 +153,11 @@ def responses_table(
             progress(f"layer responses {i}/{len(finished)}: {run['run']} (from its weights)")
         try:
             stds = run_responses(run["path"], max_images=max_images)
-        except (FileNotFoundError, DataUnavailableError, TypeError) as err:
-            skipped.append(
-                str(err) if isinstance(err, FileNotFoundError) else f"{run['run']}: {err}"
-            )
+        except (FileNotFoundError, DataUnavailableError, TypeError, BadFile) as err:
+            note = str(err) if isinstance(err, FileNotFoundError) else f"{run['run']}: {err}"
+            if isinstance(err, BadFile):
+                print(f"skipping {note}", file=sys.stderr)
+            skipped.append(note)
             continue
         for i, value in enumerate(stds, start=1):
             rows.append(

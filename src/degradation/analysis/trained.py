@@ -6,51 +6,51 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from degradation.analysis.degradation import comparable
+from degradation.checkpoints import BadFile, net_weights, save_atomic
 from degradation.data import DataUnavailableError
 from degradation.models import CifarNet
 from degradation.results import collect
-from degradation.runs import CONFIG_FILE
+from degradation.runs import CHECKPOINT_DIR, CONFIG_FILE, FINAL_CHECKPOINT
 
 WEIGHTS_FILE = "weights.pt"
 
 
-def export_weights(run_dir: str | Path, checkpoint: str = "final.ckpt") -> Path:
+def export_weights(run_dir: str | Path, checkpoint: str = FINAL_CHECKPOINT) -> Path:
     """Write the net's final weights alone (fp32 state dict) to ``RUN_DIR/weights.pt``: what a
     shipped run keeps so that probes can rebuild it without its checkpoints."""
     run_dir = Path(run_dir)
-    state = torch.load(run_dir / "checkpoints" / checkpoint, map_location="cpu",
-                       weights_only=False)["state_dict"]  # fmt: skip
-    weights = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    torch.save(weights, run_dir / WEIGHTS_FILE)
-    return run_dir / WEIGHTS_FILE
+    weights = net_weights(run_dir / CHECKPOINT_DIR / checkpoint)
+    return save_atomic(weights, run_dir / WEIGHTS_FILE)
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "final.ckpt"):
+def load_run(run_dir: str | Path, checkpoint: str = FINAL_CHECKPOINT):
     """Rebuild a run's net and data module from its config, with the checkpoint's weights (or,
-    without checkpoints, the exported ``weights.pt``)."""
+    without checkpoints, the exported ``weights.pt``), read as weights only: a file that holds
+    anything else, or is damaged, raises :class:`~degradation.checkpoints.BadFile`."""
     run_dir = Path(run_dir)
-    path = run_dir / "checkpoints" / checkpoint
+    path = run_dir / CHECKPOINT_DIR / checkpoint
     exported = run_dir / WEIGHTS_FILE
     if not path.is_file() and not exported.is_file():
         raise FileNotFoundError(f"{run_dir.name}: no checkpoints/{checkpoint}, no {WEIGHTS_FILE}")
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir.name}: no resolved {CONFIG_FILE} to rebuild it from")
+    state = net_weights(path if path.is_file() else exported)
     cfg = OmegaConf.load(run_dir / CONFIG_FILE)
     datamodule = instantiate(cfg.data)
     net = instantiate(
         cfg.model, in_channels=datamodule.in_channels, num_classes=datamodule.num_classes
     )
-    if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    else:
-        state = torch.load(exported, map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:  # weights of another net
+        first = (str(err).strip().splitlines() or ["mismatch"])[0][:160]
+        raise BadFile(
+            path if path.is_file() else exported, f"not this run's net ({first})"
+        ) from None
     return net, datamodule
 
 
@@ -70,7 +70,7 @@ def trained_nets(
             if export:
                 export_weights(run["path"])
             net, dm = load_run(run["path"])
-        except (FileNotFoundError, DataUnavailableError) as err:
+        except (FileNotFoundError, DataUnavailableError, BadFile) as err:
             print(f"skipping {run['run']}: {err}", file=sys.stderr)
             continue
         if not isinstance(net, CifarNet):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-import pytorch_lightning as L
 import numpy as np
+import pytorch_lightning as L
 import torch
 import torch.nn.functional as F
 

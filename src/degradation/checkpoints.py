@@ -1,0 +1,119 @@
+"""Checkpoint and weight files: read only as weights (nothing in them can run code), written
+atomically (a reader sees the old file or the new one, never half of one).
+
+Run directories and ``results/`` are shared, so every such file is untrusted: it is read with
+``torch.load(..., weights_only=True)``, and any failure (a pickled call the weights-only
+unpickler refuses, a damaged or cut file) becomes one :class:`BadFile` line naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class BadFile(Exception):
+    """A checkpoint or weights file that is refused (it holds more than weights) or unreadable
+    (damaged, cut short, not a PyTorch file); the message is one line naming the file."""
+
+    def __init__(self, path: str | Path, reason: str, unsafe: bool = False) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason, self.unsafe = Path(path), reason, unsafe
+
+
+def _reason(err: BaseException) -> tuple[str, bool]:
+    """One line on why ``torch.load`` failed, and whether the file was refused as unsafe."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    refused = next(
+        (line for line in lines if "Unsupported global" in line or "GLOBAL" in line), None
+    )
+    if refused is not None:
+        return (
+            "refused: it holds a pickled object, not only weights (" + refused[:160] + "); "
+            "files from others are read as weights only",
+            True,
+        )
+    first = lines[0] if lines else type(err).__name__
+    if "Weights only load failed" in first:  # torch's preamble; the cause is further down
+        first = next((line for line in lines if "Unsupported" in line), "not a PyTorch file")
+    return f"unreadable ({type(err).__name__}: {first[:160]})", False
+
+
+def load_file(path: str | Path, mmap: bool = False) -> Any:
+    """A checkpoint or weights file's content, read as weights only (tensors, numbers, strings,
+    containers); raises :class:`BadFile` for anything else."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # noqa: BLE001 - a damaged or hostile file fails in many ways
+        reason, unsafe = _reason(err)
+        raise BadFile(path, reason, unsafe) from None
+
+
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """A Lightning checkpoint (``global_step`` and ``state_dict`` at least), read safely."""
+    checkpoint = load_file(path, mmap=mmap)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise BadFile(path, "unreadable (not a Lightning checkpoint: no state_dict)")
+    if not isinstance(checkpoint.get("global_step"), int):
+        raise BadFile(path, "unreadable (not a Lightning checkpoint: no global_step)")
+    return checkpoint
+
+
+def net_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The net's weights from a checkpoint (``net.`` entries of its state dict) or from an
+    exported weights file (a plain state dict)."""
+    path = Path(path)
+    if path.suffix == ".ckpt":
+        state = load_checkpoint(path)["state_dict"]
+        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    else:
+        state = load_file(path)
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise BadFile(path, "unreadable (not a state dict of tensors)")
+    return state
+
+
+def temporary_beside(path: Path) -> Path:
+    """A hidden temporary name in ``path``'s folder, for writing it atomically."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, then move it over ``path``; on any failure (a full
+    disk) the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_beside(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_trainer_checkpoint(
+    trainer: Any, path: str | Path, previous: str | Path | None = None
+) -> None:
+    """Lightning's full checkpoint (weights, optimizer, schedule, loops, data stream) written
+    atomically to ``path``; the file that was there moves to ``previous`` if given. A failed
+    write (a full disk) leaves both files as they were and no temporary file behind."""
+    path = Path(path)
+    tmp = temporary_beside(path)
+    try:
+        trainer.save_checkpoint(tmp, weights_only=False)  # every process calls it; rank 0 writes
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if trainer.is_global_zero:
+        if previous is not None and path.is_file():
+            os.replace(path, previous)
+        os.replace(tmp, path)
