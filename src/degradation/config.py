@@ -330,11 +330,11 @@ def per_job_overrides(
 
     Hydra composes a sweep's base configuration without the swept values, so a key that only
     the swept choices have (``-m model=resnet_imagenet,plain_imagenet model.stem=small``: the
-    default model has no ``stem``) is refused before any job exists. In a sweep, each setting of
-    a key is therefore handed to the sweeper as a choice of one value
-    (``model.stem=choice(small)``): every job gets it exactly as before, and each job's own composition is what the typed check
-    judges. Group choices, deletions, Hydra's keys and flags stay as they are; outside a sweep
-    nothing changes.
+    default model has no ``stem``) is refused before any job exists. In a sweep, each setting
+    of a key is therefore handed to the sweeper as a choice of one value
+    (``model.stem=choice(small)``): every job gets it exactly as before, and each job's own
+    composition is what the typed check judges. Group choices, deletions, Hydra's keys and
+    flags stay as they are; outside a sweep nothing changes.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
