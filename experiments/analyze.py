@@ -12,12 +12,24 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from degradation.report import write_analysis
 from degradation.results import collect
+
+
+def unwritable_folder(folder: Path) -> str | None:
+    """Why nothing can be written into ``folder`` (made if missing), or None if it can."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,22 +44,27 @@ def main(argv: list[str] | None = None) -> int:
         help="directories with probe outputs (probe_init, probe_lesions, ...)",
     )
     args = parser.parse_args(argv)
+    out = args.out or args.sweep_dirs[0]
+    problem = unwritable_folder(out)
+    if problem:
+        print(f"analyze: error: cannot write into {out} ({problem}): choose another output "
+              "directory with --out DIR", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         runs, metrics = collect(*args.sweep_dirs)
         command = "python experiments/analyze.py " + " ".join(
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
         )
-        written = write_analysis(
-            runs, metrics, args.out or args.sweep_dirs[0], command=command, probe_dirs=args.probes
-        )
+        written = write_analysis(runs, metrics, out, command=command, probe_dirs=args.probes)
     except ValueError as err:
         print(f"analyze: error: {err}", file=sys.stderr)
         return 2
     print(runs[["run", "status", "steps", "final_train_error", "final_test_error"]].to_string())
-    ledger = pd.read_csv(written["ledger"])
-    print("\nClaims ledger:")
-    for _, row in ledger.iterrows():
-        print(f"  {row['#']:>2}. {row['claim']}: {row['verdict']}")
+    if "ledger" in written:
+        ledger = pd.read_csv(written["ledger"])
+        print("\nClaims ledger:")
+        for _, row in ledger.iterrows():
+            print(f"  {row['#']:>2}. {row['claim']}: {row['verdict']}")
     for name, path in written.items():
         print(f"{name}: {path}")
     return 0

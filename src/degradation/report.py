@@ -114,6 +114,18 @@ def definitions() -> list[str]:
     ]
 
 
+def _section(module, ctx: Context, progress: Callable[[str], None]) -> Section:
+    """A question's section; one that fails (a damaged file it reads, a bug) is reported in one
+    line and in the report, and the others go on, so that the report is always written."""
+    try:
+        return module.section(ctx)
+    except Exception as err:  # noqa: BLE001 - one question must not stop the report
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        note = f"failed ({type(err).__name__}: {first}); the other questions are unaffected"
+        progress(f"error: {module.TITLE}: {note}")
+        return Section(module.TITLE, answered=False, skipped=[note])
+
+
 def write_analysis(
     runs: pd.DataFrame,
     metrics: pd.DataFrame,
@@ -131,9 +143,9 @@ def write_analysis(
     sections = []
     for i, module in enumerate(QUESTIONS, start=1):
         progress(f"analysis {i}/{len(QUESTIONS)}: {module.TITLE}")
-        sections.append((module, module.section(ctx)))
+        sections.append((module, _section(module, ctx, progress)))
     progress("analysis: claims ledger")
-    claims = ledger.section(ctx)
+    claims = _section(ledger, ctx, progress)
     status_counts = runs["status"].value_counts().to_dict()
     lines = ["# Degradation report", ""]
     if command:

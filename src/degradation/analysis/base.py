@@ -18,6 +18,21 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 
+def read_table(path: str | Path) -> pd.DataFrame | None:
+    """A probe's or a question's CSV table; None, with one line on stderr, when it is damaged
+    (shared files are read as untrusted)."""
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        print(f"warning: {path} is unreadable ({reason}); not used", file=sys.stderr)
+        return None
+    if not len(frame.columns):
+        print(f"warning: {path} has no columns; not used", file=sys.stderr)
+        return None
+    return frame
+
+
 def stderr_progress(message: str) -> None:
     """Progress of a long step, on stderr (stdout keeps the results)."""
     print(message, file=sys.stderr, flush=True)
@@ -101,8 +116,16 @@ def probe_section(
     missing = [t for t in tables if not (first.parent / t).is_file()]
     if missing:
         return Section(title, answered=False, skipped=[f"{first.parent}: no {missing[0]}"]), []
-    frames = [pd.read_csv(first.parent / t) for t in tables]
-    text = body(*frames).strip().splitlines()
+    frames = [read_table(first.parent / t) for t in tables]
+    if any(frame is None for frame in frames):
+        damaged = tables[[frame is None for frame in frames].index(True)]
+        return Section(title, answered=False, skipped=[f"{first.parent}: {damaged} damaged"]), []
+    try:
+        text = body(*frames).strip().splitlines()
+    except (KeyError, ValueError, TypeError) as err:  # a table without the expected columns
+        why = f"{first.parent}: {tables[0]} lacks what it should hold ({type(err).__name__}: {err})"
+        print(f"warning: {why}", file=sys.stderr)
+        return Section(title, answered=False, skipped=[why]), []
     if text and text[0].startswith("## "):
         text = text[1:]
     lines = [*text, "", f"From `{first.parent}`.", ""]

@@ -24,7 +24,7 @@ from degradation.analysis import (
     responses,
     shortcut_variants,
 )
-from degradation.analysis.base import Context, Section
+from degradation.analysis.base import Context, Section, read_table
 from degradation.analysis.degradation import comparable
 from degradation.analysis.stats import SEED_SPREAD, compare, difference, exceeds, negate, t975  # noqa: F401 - t975 for callers
 
@@ -726,7 +726,9 @@ def find_probes(dirs: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
         for key, name in PROBE_FILES.items():
             path = Path(directory) / name
             if key not in found and path.is_file():
-                found[key] = pd.read_csv(path)
+                frame = read_table(path)  # a damaged table is named and passed over
+                if frame is not None:
+                    found[key] = frame
     return found
 
 
