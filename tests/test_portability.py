@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from conftest import run_train
+from conftest import ROOT, TINY, run_train
 from degradation.models import imagenet_net, is_strided_1x1, keep_strided_1x1_nchw
 from degradation.runs import PRECISION_ENV, auto_channels_last, auto_precision
 
@@ -49,6 +49,68 @@ def test_width4_projection_net_trains_a_step_channels_last_in_fp32(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] == 2
     assert summary["precision"] == "32-true"
+
+
+# The reported crash, reached on the default path: fp32 forced (the default on CPUs without
+# AMX), a width-4 ResNet-18 with projections on 56-pixel images.
+SECTION_1 = [
+    "data=synthetic", "data.batch_size=8", "data.num_train=64", "data.num_test=16",
+    "data.image_size=56", "model=resnet_imagenet", "model.depth=18", "model.stem=small",
+    "model.width=4", "trainer.max_steps=2", "eval_every=2", "trainer.precision=32-true",
+    "callbacks.progress.refresh_rate=0",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("channels_last", ["auto", "false", "true"])
+def test_the_reported_command_trains_in_fp32_with_every_layout_choice(tmp_path, channels_last):
+    result = run_train(
+        *SECTION_1, f"speed.channels_last={channels_last}", f"hydra.run.dir={tmp_path}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]  # a crash would be -11 / -6
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 2
+
+
+@pytest.mark.parametrize(
+    "choice, precision, channels_last",
+    [("auto", "32-true", False), ("false", "32-true", False), ("true", "32-true", True),
+     ("auto", "bf16-mixed", True), ("false", "bf16-mixed", False)],
+)  # fmt: skip
+def test_the_net_gets_its_input_in_the_layout_speed_chose(
+    tmp_path, monkeypatch, choice, precision, channels_last
+):
+    """Every batch the net sees (training, augmented by the batched crop, and evaluation) is in
+    the memory format that ``speed.channels_last`` settled on, whatever layout the data came in."""
+    from hydra import compose, initialize_config_dir
+
+    from degradation.runs import apply_speed_settings, build
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    overrides = [
+        *(o for o in TINY if not o.startswith("callbacks.progress")), "~callbacks.progress",
+        "trainer.max_steps=3", "eval_every=2", f"speed.channels_last={choice}",
+        f"trainer.precision={precision}", "data.in_channels=3", "~callbacks.checkpoint",
+        f"trainer.default_root_dir={tmp_path}", f"logger.metrics.save_dir={tmp_path}",
+        "trainer.enable_progress_bar=false",
+    ]  # fmt: skip
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    apply_speed_settings(cfg)
+    assert cfg.speed.channels_last is channels_last
+    setup = build(cfg, tmp_path)
+    layouts = []
+
+    def record(module, args):
+        (x,) = args
+        layouts.append(
+            (module.training, x.is_contiguous(memory_format=torch.channels_last), x.is_contiguous())
+        )
+
+    setup.net.register_forward_pre_hook(record)
+    setup.trainer.fit(setup.module, datamodule=setup.datamodule)
+    assert {training for training, *_ in layouts} == {True, False}  # training and evaluation
+    for _, is_channels_last, is_nchw in layouts:
+        assert (is_channels_last, is_nchw) == (channels_last, not channels_last)
 
 
 def test_precision_can_be_forced_for_every_run_by_the_environment(monkeypatch):

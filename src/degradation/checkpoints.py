@@ -9,6 +9,8 @@ unpickler refuses, a damaged or cut file) becomes one :class:`BadFile` line nami
 from __future__ import annotations
 
 import os
+import re
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,20 +29,25 @@ class BadFile(Exception):
 
 def _reason(err: BaseException) -> tuple[str, bool]:
     """One line on why ``torch.load`` failed, and whether the file was refused as unsafe."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    refused = next(
-        (line for line in lines if "Unsupported global" in line or "GLOBAL" in line), None
-    )
+    text = str(err)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
     if refused is not None:
-        return (
-            "refused: it holds a pickled object, not only weights (" + refused[:160] + "); "
-            "files from others are read as weights only",
-            True,
-        )
+        return f"refused: it holds a pickled object ({refused.group(1)}), not only weights", True
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     first = lines[0] if lines else type(err).__name__
     if "Weights only load failed" in first:  # torch's preamble; the cause is further down
         first = next((line for line in lines if "Unsupported" in line), "not a PyTorch file")
     return f"unreadable ({type(err).__name__}: {first[:160]})", False
+
+
+_reported: set[str] = set()
+
+
+def report_skip(what: str, err: BadFile) -> None:
+    """Say on stderr, once per process and file, that ``what`` is skipped because of ``err``."""
+    if str(err.path) not in _reported:
+        _reported.add(str(err.path))
+        print(f"skipping {what}: {err}", file=sys.stderr)
 
 
 def load_file(path: str | Path, mmap: bool = False) -> Any:

@@ -40,18 +40,17 @@ def read_metrics_file(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     header = lines[0].split(",")
     if "step" not in header:
         return pd.DataFrame(), [f"{path}: no 'step' column (a damaged header: {lines[0][:80]!r})"]
-    damaged: list[str] = []
-    kept = [lines[0]]
+    damaged: list[tuple[int, str]] = []  # (line number, what is wrong)
+    kept, numbers_of = [lines[0]], []  # the whole lines, and their line numbers in the file
     for number, line in enumerate(lines[1:], start=2):
         if cut and number == len(lines):
-            damaged.append(f"line {number} (step {_step_of(line)}) cut short")
+            damaged.append((number, f"line {number} (step {_step_of(line)}) cut short"))
         elif line.count(",") != len(header) - 1:
-            damaged.append(
-                f"line {number} (step {_step_of(line)}) has {line.count(',') + 1} fields, "
-                f"not {len(header)}"
-            )
+            fields = f"has {line.count(',') + 1} fields, not {len(header)}"
+            damaged.append((number, f"line {number} (step {_step_of(line)}) {fields}"))
         else:
             kept.append(line)
+            numbers_of.append(number)
     frame = pd.read_csv(io.StringIO("\n".join(kept) + "\n"), dtype=str, keep_default_na=False)
     numbers = frame.apply(pd.to_numeric, errors="coerce")
     not_numbers = (numbers.isna() & (frame != "")).any(axis=1)
@@ -59,18 +58,24 @@ def read_metrics_file(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     whole = step.notna() & (step >= 0) & (step == step.round())
     bad = not_numbers | ~whole
     for index in frame.index[bad]:
-        damaged.append(f"line {index + 2} (step {frame.at[index, 'step'][:20]}) is not numbers")
+        number = numbers_of[index]
+        damaged.append(
+            (number, f"line {number} (step {frame.at[index, 'step'][:20]}) is not numbers")
+        )
     numbers = numbers[~bad]
     # a step logged twice or out of order: keep the first occurrence, in file order
     order = numbers["step"].cummax().shift(fill_value=-math.inf)
     repeated = numbers["step"] <= order
     for index in numbers.index[repeated]:
-        damaged.append(f"line {index + 2} (step {int(numbers.at[index, 'step'])}) out of order")
+        number = numbers_of[index]
+        damaged.append(
+            (number, f"line {number} (step {int(numbers.at[index, 'step'])}) out of order")
+        )
     numbers = numbers[~repeated].reset_index(drop=True)
     numbers["step"] = numbers["step"].astype(int)
     problems = []
     if damaged:
-        listed = "; ".join(damaged[:LISTED])
+        listed = "; ".join(text for _, text in sorted(damaged)[:LISTED])
         more = f"; and {len(damaged) - LISTED} more" if len(damaged) > LISTED else ""
         problems.append(f"{path}: {listed}{more}: dropped")
     return numbers, problems

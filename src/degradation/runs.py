@@ -414,7 +414,7 @@ def resume_point(
         try:
             checkpoint = load_checkpoint(path, mmap=True)
         except BadFile as err:
-            log.warning("checkpoint %s", err)
+            log.warning("checkpoint %s is %s", err.path, err.reason)
             if move_bad:
                 os.replace(path, path.with_name(path.name + ".corrupt"))
             bad.append(name)

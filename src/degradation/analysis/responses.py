@@ -18,7 +18,7 @@ from degradation.analysis.base import Context, Section
 from degradation.analysis.degradation import comparable
 from degradation.analysis.style import net_key, net_styles
 from degradation.analysis.trained import WEIGHTS_FILE, load_run
-from degradation.checkpoints import BadFile
+from degradation.checkpoints import BadFile, report_skip
 from degradation.data import DataUnavailableError
 from degradation.models import BasicBlock, Block, BottleneckBlock, CifarNet, ImageNetNet, Unit
 
@@ -156,7 +156,7 @@ def responses_table(
         except (FileNotFoundError, DataUnavailableError, TypeError, BadFile) as err:
             note = str(err) if isinstance(err, FileNotFoundError) else f"{run['run']}: {err}"
             if isinstance(err, BadFile):
-                print(f"skipping {note}", file=sys.stderr)
+                report_skip(run["run"], err)
             skipped.append(note)
             continue
         for i, value in enumerate(stds, start=1):

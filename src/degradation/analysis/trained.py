@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from degradation.analysis.degradation import comparable
-from degradation.checkpoints import BadFile, net_weights, save_atomic
+from degradation.checkpoints import BadFile, net_weights, report_skip, save_atomic
 from degradation.data import DataUnavailableError
 from degradation.models import CifarNet
 from degradation.results import collect
@@ -70,7 +70,10 @@ def trained_nets(
             if export:
                 export_weights(run["path"])
             net, dm = load_run(run["path"])
-        except (FileNotFoundError, DataUnavailableError, BadFile) as err:
+        except BadFile as err:
+            report_skip(run["run"], err)
+            continue
+        except (FileNotFoundError, DataUnavailableError) as err:
             print(f"skipping {run['run']}: {err}", file=sys.stderr)
             continue
         if not isinstance(net, CifarNet):
