@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from degradation.report import write_analysis
+from degradation.report import AnalysisIncomplete, write_analysis
 from degradation.results import collect
 
 
@@ -45,17 +45,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     out = args.out or args.sweep_dirs[0]
-    problem = unwritable_folder(out)
-    if problem:
-        print(f"analyze: error: cannot write into {out} ({problem}): choose another output "
-              "directory with --out DIR", file=sys.stderr)  # fmt: skip
-        return 2
     try:
-        runs, metrics = collect(*args.sweep_dirs)
+        runs, metrics = collect(*args.sweep_dirs)  # reads only: what there is to analyse
+        problem = unwritable_folder(out)  # before the long computation, not after it
+        if problem:
+            print(f"analyze: error: cannot write into {out} ({problem}): choose another "
+                  "output directory with --out DIR", file=sys.stderr)  # fmt: skip
+            return 2
         command = "python experiments/analyze.py " + " ".join(
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
         )
-        written = write_analysis(runs, metrics, out, command=command, probe_dirs=args.probes)
+        written, failed = write_analysis(runs, metrics, out, command, args.probes), None
+    except AnalysisIncomplete as err:  # the report is written, without the failed questions
+        written, failed = err.written, err
     except ValueError as err:
         print(f"analyze: error: {err}", file=sys.stderr)
         return 2
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {row['#']:>2}. {row['claim']}: {row['verdict']}")
     for name, path in written.items():
         print(f"{name}: {path}")
+    if failed is not None:
+        print(f"analyze: error: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 

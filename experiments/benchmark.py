@@ -57,7 +57,7 @@ BATCH_SIZE = 128
 # ------------------------------------------------------------------------------------------
 
 
-def make_config(args: argparse.Namespace, family: str, depth: int, fast: bool, tmp: Path):
+def make_config(args: argparse.Namespace, family: str, depth: int, fast: bool, tmp: Path, extra=()):
     """The project's training configuration for one benchmarked net (no evaluation, no saves)."""
     overrides = [
         f"model={'resnet' if family == 'resnet' else 'plain'}",
@@ -83,6 +83,7 @@ def make_config(args: argparse.Namespace, family: str, depth: int, fast: bool, t
         overrides += ["trainer.precision=32-true", "speed.channels_last=false"]
     if args.compile and fast:
         overrides.append("speed.compile=true")
+    overrides += list(extra)
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     apply_speed_settings(cfg)
@@ -196,10 +197,20 @@ class StepTimer(L.Callback):
             self.steps = trainer.global_step - self.warmup
 
 
-def lightning_path(cfg: DictConfig, warmup: int, tmp: Path) -> tuple[float, float]:
-    """(a): training images/s of the project's Trainer, then evaluation images/s on the test set."""
+def lightning_path(
+    cfg: DictConfig, warmup: int, tmp: Path, layouts: list | None = None
+) -> tuple[float, float]:
+    """(a): training images/s of the project's Trainer, then evaluation images/s on the test set.
+    ``layouts`` collects the memory format of each training batch the net receives."""
     timer = StepTimer(warmup)
     setup = build(cfg, tmp, extra_callbacks=[timer])
+    if layouts is not None:
+
+        def record(module, args):
+            if module.training:
+                layouts.append(input_layout(args[0]))
+
+        setup.net.register_forward_pre_hook(record)
     setup.trainer.fit(setup.module, datamodule=setup.datamodule)
     train_rate = timer.steps * BATCH_SIZE / (timer.end - timer.start)
     n_test = len(setup.datamodule.eval_sets["test"])
@@ -208,6 +219,54 @@ def lightning_path(cfg: DictConfig, warmup: int, tmp: Path) -> tuple[float, floa
     setup.trainer.validate(setup.module, datamodule=setup.datamodule, verbose=False)
     synchronize(device_of(cfg))
     return train_rate, n_test / (time.perf_counter() - start)
+
+
+def input_layout(x: torch.Tensor) -> str:
+    """``channels-last`` or ``NCHW``: the memory format of a batch (``either`` for 1 channel)."""
+    last, nchw = x.is_contiguous(memory_format=torch.channels_last), x.is_contiguous()
+    return "either" if last and nchw else "channels-last" if last else "NCHW" if nchw else "other"
+
+
+def layout_study(args: argparse.Namespace, tmp: Path) -> pd.DataFrame:
+    """Path (a) with ``speed.channels_last`` true and false, at fp32 and at bf16, per net: the
+    training rate and the layout the net's input really had."""
+    rows = []
+    for repeat in range(args.repeats):
+        for family in args.families:
+            for depth in args.depths:
+                for precision in args.precisions:
+                    order = [True, False] if repeat % 2 == 0 else [False, True]
+                    for channels_last in order:
+                        extra = [f"trainer.precision={precision}",
+                                 f"speed.channels_last={str(channels_last).lower()}"]  # fmt: skip
+                        cfg = make_config(args, family, depth, True, tmp, extra)
+                        layouts: list[str] = []
+                        rate, _ = lightning_path(cfg, args.warmup, tmp, layouts)
+                        rows.append({"net": f"{family}-{depth}", "precision": precision,
+                                     "channels_last": channels_last, "repeat": repeat,
+                                     "img_per_s": round(rate, 2),
+                                     "input_layout": "/".join(sorted(set(layouts)))})  # fmt: skip
+                        print(f"round {repeat + 1}/{args.repeats} {family}-{depth} {precision} "
+                              f"channels_last={channels_last}: {rate:.0f} img/s, input "
+                              f"{rows[-1]['input_layout']}", flush=True)  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def layout_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Median images/s per net and precision in each layout, and their ratio."""
+    median = rows.pivot_table(index=["net", "precision"], columns="channels_last",
+                              values="img_per_s", aggfunc="median", sort=False)  # fmt: skip
+    seen = rows.groupby(["net", "precision", "channels_last"], sort=False)["input_layout"].agg(
+        lambda s: "/".join(sorted(set(s)))
+    )
+    table = pd.DataFrame(index=median.index)
+    table["NCHW img/s"] = median[False].round(1)
+    table["channels-last img/s"] = median[True].round(1)
+    table["channels-last / NCHW"] = (median[True] / median[False]).round(3)
+    table["input seen (false / true)"] = [
+        f"{seen[(n, p, False)]} / {seen[(n, p, True)]}" for n, p in median.index
+    ]
+    return table.reset_index()
 
 
 def make_net_and_optimizer(cfg: DictConfig, datamodule, device, channels_last: bool):
@@ -371,6 +430,12 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=16, help="first stage's width (paper: 16)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
+    parser.add_argument(
+        "--layouts",
+        action="store_true",
+        help="only path (a), channels-last against NCHW at each --precisions",
+    )
+    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 1 or args.repeats < 1:
         parser.error("--steps, --warmup and --repeats must be positive")
@@ -378,6 +443,8 @@ def main() -> int:
     quiet_lightning()
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)  # no per-fit banners
 
+    if args.layouts:
+        return write_layout_study(args)
     rows, flops = [], {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -461,6 +528,36 @@ def main() -> int:
 - Evaluation (a eval img/s) is the test set ({args.num_test} images) through `Trainer.validate`.
 """
     (args.out / "training_speed.md").write_text(text)
+    print(text)
+    return 0
+
+
+def write_layout_study(args: argparse.Namespace) -> int:
+    """Run :func:`layout_study`; write ``channels_last.csv`` and ``channels_last.md``."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        rows = layout_study(args, Path(tmp_name))
+    table = layout_table(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(args.out / "channels_last.csv", index=False)
+    cpu = cpu_description()
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (
+        f"{cpu['name']}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, "
+        f"AMX: {'yes' if 'amx_bf16' in cpu['flags'] else 'no'}")  # fmt: skip
+    text = f"""# Channels-last against NCHW: path (a) at each precision
+
+- Device: {device}.
+- Data: {"CIFAR-10-shaped synthetic images (3x32x32)" if args.data == "synthetic" else args.data},
+  batch {BATCH_SIZE}; nets of width {args.width}.
+- Path (a), our Lightning training path, with `speed.channels_last=true` and `false` and
+  `trainer.precision` forced; each number is the median over {args.repeats} rounds of
+  {args.steps} timed iterations after {args.warmup} untimed ones, the two layouts alternating
+  their order between rounds.
+- "input seen": the memory format of the training batches the net received (a forward
+  pre-hook), so the NCHW arm is NCHW.
+
+{table.to_markdown(index=False)}
+"""
+    (args.out / "channels_last.md").write_text(text)
     print(text)
     return 0
 

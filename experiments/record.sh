@@ -17,12 +17,12 @@ versions=$(.venv/bin/python - <<'PY'
 import platform
 
 import hydra
-import lightning
+import pytorch_lightning
 import torch
 import torchvision
 
 print(f"python {platform.python_version()}, torch {torch.__version__}, "
-      f"torchvision {torchvision.__version__}, lightning {lightning.__version__}, "
+      f"torchvision {torchvision.__version__}, pytorch-lightning {pytorch_lightning.__version__}, "
       f"hydra {hydra.__version__} (installed with constraints.txt)")
 PY
 )

@@ -24,10 +24,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from degradation.config import check_keys, config_error_line, per_job_overrides, register
 from degradation.rundirs import (
+    CONFIG_FILE,
     DONE,
+    LOCK_FILE,
+    LOG_FILE,
     RunCrashed,
     RunLocked,
     is_rank_zero,
+    lock_is_held,
     read_summary,
     train_in_subprocess,
     unwritable,
@@ -40,10 +44,13 @@ register()
 
 
 def remove_if_fresh(run_dir: str) -> None:
-    """Delete a run directory that holds nothing but what a refused launch may leave (the
-    folder Hydra made, an empty lock file); anything else in it keeps it."""
+    """Delete a run directory that holds nothing but what a launch refused for a bad setting or
+    missing data may leave (the folder Hydra made, the lock, Hydra's record, the resolved config,
+    the log), unless a live process holds it; anything else in it keeps it."""
     path = Path(run_dir)
-    if path.is_dir() and all(p.name == ".lock" and p.stat().st_size == 0 for p in path.iterdir()):
+    launch_files = {".hydra", LOCK_FILE, CONFIG_FILE, LOG_FILE}
+    fresh = path.is_dir() and all(p.name in launch_files for p in path.iterdir())
+    if fresh and not lock_is_held(path):
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -28,12 +28,16 @@ def errors_of(result: subprocess.CompletedProcess) -> list[str]:
         ("model.width=0", "model.width=0: must be a positive number"),
         ("data.batch_size=0", "data.batch_size=0: must be a positive number"),
         ("optimizer.momentum=1.5", "optimizer.momentum=1.5: must be at least 0 and below 1"),
+        ("scheduler.milestones=[0,3]", "scheduler.milestones=[0, 3]: must be positive"),
+        ("scheduler.warmup_steps=-1", "scheduler.warmup_steps=-1: must be at least 0"),
+        ("optimizer.momentum=0", "optimizer.nesterov=true: needs optimizer.momentum above 0"),
     ],
 )
 def test_a_bad_number_is_one_line_naming_the_key_and_leaves_no_directory(
     tmp_path, override, expected
 ):
-    result = run_train(*TRAIN, override, f"hydra.run.dir={tmp_path / 'run'}")
+    extra = ["optimizer.nesterov=true"] if override == "optimizer.momentum=0" else []
+    result = run_train(*TRAIN, override, *extra, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2, result.stderr[-2000:]
     errors = errors_of(result)
     assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]

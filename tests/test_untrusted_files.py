@@ -298,3 +298,21 @@ def test_a_checkpoint_write_that_fails_leaves_last_and_previous_as_they_were(tmp
         save_trainer_checkpoint(FullDisk(), last, previous=previous)
     assert (last.read_bytes(), previous.read_bytes()) == (b"last", b"previous")
     assert sorted(tmp_path.iterdir()) == [last, previous]
+
+
+def test_a_question_that_fails_is_named_and_the_report_still_written(
+    tmp_path, finished_runs, monkeypatch
+):
+    from degradation.analysis import final_errors
+    from degradation.report import AnalysisIncomplete, write_analysis
+
+    def broken(ctx):
+        raise KeyError("a column a damaged table lacks")
+
+    monkeypatch.setattr(final_errors, "section", broken)
+    runs, metrics = collect(finished_runs)
+    with pytest.raises(AnalysisIncomplete, match="Final errors") as caught:
+        write_analysis(runs, metrics, tmp_path, progress=lambda _: None, formats=("png",))
+    report = (tmp_path / "report.md").read_text()
+    assert "Claims ledger" in report and "failed (KeyError" in report
+    assert caught.value.written["report"] == tmp_path / "report.md"

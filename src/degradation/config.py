@@ -353,6 +353,7 @@ def per_job_overrides(
             or override.is_hydra_override()
             or override.is_delete()
             or (conf_dir / override.key_or_group).is_dir()  # a config group's choice
+            or override.value() in (None, "")  # choice(null) and choice() are not legal
         ):
             continue
         candidates.append((text, override))

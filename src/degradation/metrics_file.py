@@ -5,6 +5,7 @@ is dropped and named in one line. No torch here.
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 from pathlib import Path
@@ -20,13 +21,22 @@ def _step_of(line: str) -> str:
 
 
 def read_metrics_file(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """The whole rows of a metrics file, sorted by step, and a line per problem found (see
+    :func:`_read`); whatever else goes wrong reading it is one problem too, never an error."""
+    try:
+        return _read(Path(path))
+    except Exception as err:  # noqa: BLE001 - a hostile file must not stop the caller
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        return pd.DataFrame(), [f"{path}: unreadable ({type(err).__name__}: {reason})"]
+
+
+def _read(path: Path) -> tuple[pd.DataFrame, list[str]]:
     """The whole rows of a metrics file, sorted by step, and a line per problem found.
 
     A file that does not end in a newline was cut short: its last row is dropped even when its
     fields still parse (``0.25`` cut to ``0.2``). A file without a ``step`` column, or that cannot
     be read at all, gives an empty table and one problem.
     """
-    path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError as err:
@@ -51,8 +61,13 @@ def read_metrics_file(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
         else:
             kept.append(line)
             numbers_of.append(number)
-    frame = pd.read_csv(io.StringIO("\n".join(kept) + "\n"), dtype=str, keep_default_na=False)
-    numbers = frame.apply(pd.to_numeric, errors="coerce")
+    try:  # quotes are not part of this format: a stray one is damage, not a quoted field
+        frame = pd.read_csv(io.StringIO("\n".join(kept) + "\n"), dtype=str,
+                            keep_default_na=False, quoting=csv.QUOTE_NONE)  # fmt: skip
+    except (ValueError, pd.errors.ParserError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        return pd.DataFrame(), [f"{path}: unreadable ({reason})"]
+    numbers = frame.apply(pd.to_numeric, errors="coerce").astype(float)
     not_numbers = (numbers.isna() & (frame != "")).any(axis=1)
     step = numbers["step"]
     whole = step.notna() & (step >= 0) & (step == step.round())

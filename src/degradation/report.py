@@ -114,7 +114,15 @@ def definitions() -> list[str]:
     ]
 
 
-def _section(module, ctx: Context, progress: Callable[[str], None]) -> Section:
+class AnalysisIncomplete(RuntimeError):
+    """Some questions failed; the report was written without them (``written``, ``failures``)."""
+
+    def __init__(self, written: dict[str, Path], failures: list[str]) -> None:
+        super().__init__(f"{len(failures)} question(s) failed: " + "; ".join(failures))
+        self.written, self.failures = written, failures
+
+
+def _section(module, ctx: Context, failures: list[str]) -> Section:
     """A question's section; one that fails (a damaged file it reads, a bug) is reported in one
     line and in the report, and the others go on, so that the report is always written."""
     try:
@@ -122,7 +130,8 @@ def _section(module, ctx: Context, progress: Callable[[str], None]) -> Section:
     except Exception as err:  # noqa: BLE001 - one question must not stop the report
         first = (str(err).strip().splitlines() or [""])[0][:200]
         note = f"failed ({type(err).__name__}: {first}); the other questions are unaffected"
-        progress(f"error: {module.TITLE}: {note}")
+        ctx.progress(f"error: {module.TITLE}: {note}")
+        failures.append(f"{module.TITLE}: {type(err).__name__}: {first}")
         return Section(module.TITLE, answered=False, skipped=[note])
 
 
@@ -136,16 +145,17 @@ def write_analysis(
     formats: Sequence[str] = ("png", "pdf"),
 ) -> dict[str, Path]:
     """Write figures, tables and ``report.md`` (the claims ledger first) into ``out_dir``; probe
-    outputs are looked for in ``probe_dirs`` and then ``out_dir``. Return what was written."""
+    outputs are looked for in ``probe_dirs`` and then ``out_dir``. Return what was written; if
+    a question failed, the report is written without it and :class:`AnalysisIncomplete` raised."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(runs, metrics, out_dir, [Path(d) for d in probe_dirs], progress, tuple(formats))
-    sections = []
+    sections, failures = [], []
     for i, module in enumerate(QUESTIONS, start=1):
         progress(f"analysis {i}/{len(QUESTIONS)}: {module.TITLE}")
-        sections.append((module, _section(module, ctx, progress)))
+        sections.append((module, _section(module, ctx, failures)))
     progress("analysis: claims ledger")
-    claims = _section(ledger, ctx, progress)
+    claims = _section(ledger, ctx, failures)
     status_counts = runs["status"].value_counts().to_dict()
     lines = ["# Degradation report", ""]
     if command:
@@ -186,4 +196,6 @@ def write_analysis(
     report = out_dir / "report.md"
     report.write_text("\n".join(lines))
     ctx.written["report"] = report
+    if failures:
+        raise AnalysisIncomplete(ctx.written, failures)
     return ctx.written

@@ -95,8 +95,9 @@ def unwritable(err: BaseException) -> str | None:
     where = Path(err.filename).parent if err.filename else "a run directory"
     if err.filename and Path(err.filename).is_dir():
         where = err.filename
+    what = "cannot write into" if err.errno == errno.EROFS else "cannot write into (or read)"
     return (
-        f"cannot write into {where} ({err.strerror}): train into a folder you can write to "
+        f"{what} {where} ({err.strerror}): train into a folder you can write to "
         "(hydra.run.dir=DIR, or hydra.sweep.dir=DIR for a sweep)"
     )
 

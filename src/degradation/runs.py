@@ -227,7 +227,11 @@ POSITIVE = {
     "scheduler.gamma": "the learning-rate factor at each milestone",
 }
 # Settings that must lie in [low, high).
-IN_RANGE = {"optimizer.momentum": (0.0, 1.0), "optimizer.weight_decay": (0.0, math.inf)}
+IN_RANGE = {
+    "optimizer.momentum": (0.0, 1.0),
+    "optimizer.weight_decay": (0.0, math.inf),
+    "scheduler.warmup_steps": (0.0, math.inf),
+}
 
 
 def _check_numbers(cfg: DictConfig) -> None:
@@ -249,6 +253,18 @@ def _check_numbers(cfg: DictConfig) -> None:
         ):
             upper = "" if math.isinf(high) else f" and below {high:g}"
             raise ValueError(f"{key}={value!r}: must be at least {low:g}{upper}")
+    milestones = OmegaConf.select(cfg, "scheduler.milestones", default=None)
+    if milestones is not None and not all(
+        isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in milestones
+    ):
+        shown = (
+            OmegaConf.to_container(milestones) if isinstance(milestones, ListConfig) else milestones
+        )
+        raise ValueError(f"scheduler.milestones={shown}: must be positive iteration counts")
+    if OmegaConf.select(cfg, "optimizer.nesterov", default=False) and not OmegaConf.select(
+        cfg, "optimizer.momentum", default=0
+    ):
+        raise ValueError("optimizer.nesterov=true: needs optimizer.momentum above 0")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -421,17 +437,18 @@ def resume_point(
             continue
         step = int(checkpoint["global_step"])
         record = checkpoint.get("run_record")
+        record = record if isinstance(record, dict) else {}
         if logged is not None and step > 0 and (step > logged or step not in (evaluated or ())):
             log.warning(
-                "checkpoint %s (step %d) is ahead of the intact rows of %s (steps 0-%d, "
-                "evaluations at %s): not resuming from it",
-                path, step, METRICS_FILE, logged - 1, sorted(evaluated or ())[-3:] or "none",
+                "checkpoint %s (step %d) is ahead of the intact rows of %s (a training row for "
+                "each of the first %d steps; evaluations at %s): not resuming from it",
+                path, step, METRICS_FILE, logged, sorted(evaluated or ())[-3:] or "none",
             )  # fmt: skip
             bad.append(name)
             continue
         if bad:
             log.warning("resuming from the older checkpoint %s (step %d)", path, step)
-        return ResumePoint(path, step, dict(record) if isinstance(record, dict) else {})
+        return ResumePoint(path, step, record)
     if bad:
         log.warning("no usable checkpoint in %s: training this run again from step 0", folder)
     return ResumePoint()
@@ -477,6 +494,8 @@ def train(
         previous = read_summary(run_dir) or {}  # as it is now that this process holds the run
         if previous.get("status") in DONE:
             return previous
+        for stale in [*run_dir.glob(".*.tmp"), *(run_dir / CHECKPOINT_DIR).glob(".*.tmp")]:
+            stale.unlink(missing_ok=True)  # left by a write that died with its process
         for name, text in (record or {}).items():
             write_atomic(run_dir / name, text)
         with log_to_file(run_dir / LOG_FILE):
@@ -515,8 +534,12 @@ def _train(cfg: DictConfig, run_dir: Path, previous: dict, rank_zero: bool) -> d
     if resume_from is not None:
         metrics_logger.resume(resumed_step, kept)
         log.info("resuming %s from step %d (%s)", run_dir.name, resumed_step, resume_from)
-    # What an unreadable summary.json lost, the checkpoint kept.
+    # What an unreadable summary.json lost, the checkpoint kept (either may be junk).
     kept_record = previous or start.record
+    started_at = kept_record.get("started_at")
+    attempts = kept_record.get("attempts")
+    started_at = started_at if isinstance(started_at, str) else None
+    attempts = attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0
     residual = bool(getattr(net, "residual", False))
     fields = model_fields(cfg.model)  # family ("plain", "resnet", "dense") and design options
     summary: dict[str, Any] = {
@@ -536,8 +559,8 @@ def _train(cfg: DictConfig, run_dir: Path, previous: dict, rank_zero: bool) -> d
         # what runs, as Lightning settled it (16 on a CPU trains in bf16-mixed)
         "precision": str(trainer.precision),
         "status": "running",
-        "started_at": kept_record.get("started_at") or _now(),
-        "attempts": int(kept_record.get("attempts", 0)) + 1,
+        "started_at": started_at or _now(),
+        "attempts": max(attempts, 0) + 1,
         "resumed_from_step": resumed_step or None,
         "pid": os.getpid(),
         "provenance": provenance(device_name(trainer.strategy.root_device)),

@@ -153,10 +153,13 @@ def responses_table(
             progress(f"layer responses {i}/{len(finished)}: {run['run']} (from its weights)")
         try:
             stds = run_responses(run["path"], max_images=max_images)
-        except (FileNotFoundError, DataUnavailableError, TypeError, BadFile) as err:
+        except Exception as err:  # noqa: BLE001 - one run's damage must not stop the others
             note = str(err) if isinstance(err, FileNotFoundError) else f"{run['run']}: {err}"
             if isinstance(err, BadFile):
                 report_skip(run["run"], err)
+            elif not isinstance(err, (FileNotFoundError, DataUnavailableError, TypeError)):
+                note = f"{run['run']}: {type(err).__name__}: {err}"
+                print(f"skipping {note}", file=sys.stderr)
             skipped.append(note)
             continue
         for i, value in enumerate(stds, start=1):

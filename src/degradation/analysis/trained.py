@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from degradation.analysis.degradation import comparable
 from degradation.checkpoints import BadFile, net_weights, report_skip, save_atomic
@@ -27,6 +27,29 @@ def export_weights(run_dir: str | Path, checkpoint: str = FINAL_CHECKPOINT) -> P
     return save_atomic(weights, run_dir / WEIGHTS_FILE)
 
 
+def check_targets(node: object, prefix: str, where: str = "") -> None:
+    """Refuse a shared config whose ``_target_`` (at any depth) would call anything but this
+    project's ``prefix`` builders: instantiating it would run what it names."""
+    if isinstance(node, DictConfig | dict):
+        for key, value in node.items():
+            if key == "_target_" and not (isinstance(value, str) and value.startswith(prefix)):
+                raise BadFile(
+                    where or CONFIG_FILE,
+                    f"refused: it names {value!r} to build (only {prefix}* is built from a "
+                    "shared run)",
+                    unsafe=True,
+                )
+            check_targets(value, prefix, where)
+    elif isinstance(node, ListConfig | list):
+        for value in node:
+            check_targets(value, prefix, where)
+
+
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """The first line of an error's message (its type's name if it has none)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:limit]
+
+
 def load_run(run_dir: str | Path, checkpoint: str = FINAL_CHECKPOINT):
     """Rebuild a run's net and data module from its config, with the checkpoint's weights (or,
     without checkpoints, the exported ``weights.pt``), read as weights only: a file that holds
@@ -39,11 +62,18 @@ def load_run(run_dir: str | Path, checkpoint: str = FINAL_CHECKPOINT):
     if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{run_dir.name}: no resolved {CONFIG_FILE} to rebuild it from")
     state = net_weights(path if path.is_file() else exported)
-    cfg = OmegaConf.load(run_dir / CONFIG_FILE)
-    datamodule = instantiate(cfg.data)
-    net = instantiate(
-        cfg.model, in_channels=datamodule.in_channels, num_classes=datamodule.num_classes
-    )
+    config = run_dir / CONFIG_FILE
+    try:
+        cfg = OmegaConf.load(config)
+        data, model = cfg.data, cfg.model
+        check_targets(data, "degradation.data.", str(config))
+        check_targets(model, "degradation.models.", str(config))
+    except BadFile:
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged YAML file fails in many ways
+        raise BadFile(config, f"unreadable ({type(err).__name__}: {first_line(err)})") from None
+    datamodule = instantiate(data)
+    net = instantiate(model, in_channels=datamodule.in_channels, num_classes=datamodule.num_classes)
     try:
         net.load_state_dict(state)
     except RuntimeError as err:  # weights of another net
@@ -72,6 +102,11 @@ def trained_nets(
             net, dm = load_run(run["path"])
         except BadFile as err:
             report_skip(run["run"], err)
+            continue
+        except Exception as err:  # noqa: BLE001 - one run's damage must not stop the others
+            print(
+                f"skipping {run['run']}: {type(err).__name__}: {first_line(err)}", file=sys.stderr
+            )
             continue
         except (FileNotFoundError, DataUnavailableError) as err:
             print(f"skipping {run['run']}: {err}", file=sys.stderr)
