@@ -335,10 +335,12 @@ def auto_precision(accelerator: str = "auto") -> str:
 
 
 def auto_channels_last(accelerator: str, precision: str) -> bool:
-    """Channels-last where it pays: on CUDA GPUs, and on CPUs in reduced precision.
+    """Channels-last on CUDA GPUs and on CPUs in reduced precision; NCHW in fp32 on CPUs.
 
-    On a CPU in fp32 it measured no faster (AMD EPYC, ResNet-20: 0.98-1.01x, see
-    results/benchmarks/training_speed_amd_fp32) and it reaches oneDNN kernels that crash there.
+    With true NCHW as the baseline it pays on an Intel CPU with AMX (bf16 1.07-1.36x, fp32
+    1.05-1.21x: results/benchmarks/channels_last_intel), but in fp32 on CPUs it reaches oneDNN
+    kernels that crash, and on CPUs without AMX (where fp32 is the default) its gain is not
+    measured: there NCHW is the safe choice, and ``speed.channels_last=true`` asks for it.
     """
     cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     return cuda or not str(precision).startswith("32")
