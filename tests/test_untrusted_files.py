@@ -214,8 +214,11 @@ def test_metrics_reader_names_every_kind_of_damage(tmp_path):
     assert read_metrics_file(path)[1] == [] and logged_through(read_metrics_file(path)[0]) == 2
 
 
-@pytest.mark.parametrize("damage", [b"", b"not a torch file at all", "cut"])
-@pytest.mark.parametrize("name", ["checkpoints/final.ckpt", "weights.pt"])
+@pytest.mark.parametrize(
+    "name, damage",
+    [("checkpoints/final.ckpt", "cut"), ("checkpoints/final.ckpt", b""),
+     ("weights.pt", b"not a torch file at all")],
+)  # fmt: skip
 def test_a_damaged_weights_file_is_skipped_in_one_line_and_the_report_written(
     tmp_path, finished_runs, name, damage
 ):
