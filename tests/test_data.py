@@ -1,6 +1,7 @@
 """Data modules on synthetic data and on small files in the real formats, written here."""
 
 import gzip
+import os
 import pickle
 from pathlib import Path
 
@@ -149,6 +150,21 @@ def test_corrupt_cifar10_batch_is_reported(tmp_path):
     (tmp_path / CIFAR10_FOLDER / "data_batch_3").write_bytes(b"garbage")
     with pytest.raises(DataUnavailableError, match="data_batch_3"):
         CIFAR10DataModule(data_dir=str(tmp_path), download=False).setup()
+
+
+def test_a_cifar10_batch_file_with_a_pickled_call_is_refused(tmp_path):
+    write_cifar10(tmp_path)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    with open(tmp_path / CIFAR10_FOLDER / "test_batch", "wb") as f:
+        pickle.dump({b"data": Payload(), b"labels": [0]}, f)
+    with pytest.raises(DataUnavailableError, match="test_batch.*refused: it holds posix.system"):
+        CIFAR10DataModule(data_dir=str(tmp_path), download=False).setup()
+    assert not marker.exists()
 
 
 def test_synthetic_is_deterministic_and_shaped():

@@ -15,12 +15,32 @@ CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR10_TEST = ["test_batch"]
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 batch file holds (dicts, lists, bytes, numpy arrays) and
+    refuses any other global: a batch file from elsewhere cannot run code."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),  # how protocol 2 spells bytes
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused: it holds {module}.{name}, not only arrays")
+        return super().find_class(module, name)
+
+
 def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one batch file of CIFAR-10's python version: images (N, 3, 32, 32) and labels (N,)."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="bytes")
+            entry = _BatchUnpickler(f, encoding="bytes").load()
         data = np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(entry[b"labels"], dtype=np.int64)
     except Exception as err:  # noqa: BLE001 - any unpickling problem means a corrupt file
