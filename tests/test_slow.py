@@ -20,6 +20,7 @@ NO_DEBIAN_DATA = not Path(FASHION_MNIST_SYSTEM_DIR).is_dir()
 
 
 @pytest.mark.skipif(NO_DEBIAN_DATA, reason="Debian's dataset-fashion-mnist not installed")
+@pytest.mark.timeout(1300)  # beyond the default 300 s: the run itself may take 1200
 def test_plain20_learns_real_fashion_mnist_in_300_iterations(tmp_path):
     run_dir = tmp_path / "run"
     result = run_train(
@@ -42,6 +43,7 @@ def test_plain20_learns_real_fashion_mnist_in_300_iterations(tmp_path):
 
 
 @pytest.mark.skipif(NO_DEBIAN_DATA, reason="Debian's dataset-fashion-mnist not installed")
+@pytest.mark.timeout(1900)  # the whole quick preset: 4 to 9 minutes on 2 cores
 def test_quick_preset_shows_degradation_and_the_residual_fix(tmp_path):
     sweep = tmp_path / "quick"
     result = run_train("experiment=quick", f"hydra.sweep.dir={sweep}", timeout=1800)
