@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -45,8 +44,13 @@ from torchvision.datasets import VisionDataset
 
 from degradation.config import register
 from degradation.data import DeviceBatches
-from degradation.models import keep_strided_1x1_nchw
-from degradation.runs import apply_speed_settings, build, quiet_lightning
+from degradation.runs import build, quiet_lightning
+from degradation.speed import (
+    apply_speed_settings,
+    cpu_description,
+    device_for,
+    keep_strided_1x1_nchw,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_SIZE = 128
@@ -92,33 +96,12 @@ def make_config(args: argparse.Namespace, family: str, depth: int, fast: bool, t
 
 def device_of(cfg: DictConfig) -> torch.device:
     """The device Lightning picks for ``trainer.accelerator``."""
-    accelerator = str(cfg.trainer.accelerator)
-    cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return torch.device("cuda" if cuda else "cpu")
+    return device_for(str(cfg.trainer.accelerator))
 
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def cpu_description() -> dict[str, object]:
-    """CPU model, clock, cores and vector extensions, from /proc/cpuinfo where readable."""
-    info: dict[str, object] = {"name": platform.processor() or "CPU", "ghz": None, "flags": set()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "model name":
-            info["name"] = value
-        elif key == "cpu MHz" and info["ghz"] is None:
-            info["ghz"] = float(value) / 1000
-        elif key == "flags":
-            info["flags"] = set(value.split())
-    return info
 
 
 def nominal_peak(device: torch.device, bf16: bool) -> tuple[float | None, str]:

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from degradation import paper
 from degradation.models import (
-    IMAGENET_DEPTHS,
-    PAPER_TABLE1_FLOPS,
     cifar_net,
     count_parameters,
     imagenet_net,
@@ -25,13 +24,11 @@ from degradation.models import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-# The paper's Table 6 parameter counts (millions) for the CIFAR ResNets.
-PAPER_TABLE6_PARAMS = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7}
 
 
 def imagenet_rows() -> list[dict]:
     rows = []
-    for depth, (block, counts) in IMAGENET_DEPTHS.items():
+    for depth, (block, counts) in paper.IMAGENET_DEPTHS.items():
         resnet = imagenet_net(depth, residual=True)
         plain = imagenet_net(depth, residual=False)
         original = imagenet_net(depth, residual=True, stride_in_1x1=True)
@@ -45,7 +42,7 @@ def imagenet_rows() -> list[dict]:
                 "mult-adds (G), ours / torchvision": round(multiply_adds(resnet) / 1e9, 2),
                 "mult-adds (G), stride in 1x1": round(multiply_adds(original) / 1e9, 2),
                 "plain twin mult-adds (G)": round(multiply_adds(plain) / 1e9, 2),
-                "paper Table 1 FLOPs (G)": PAPER_TABLE1_FLOPS[depth],
+                "paper Table 1 FLOPs (G)": paper.TABLE1_FLOPS[depth],
             }
         )
     return rows
@@ -59,7 +56,7 @@ def cifar_rows() -> list[dict]:
             {
                 "net": f"ResNet-{depth} (CIFAR)",
                 "params": count_parameters(net),
-                "paper params (M)": PAPER_TABLE6_PARAMS[depth],
+                "paper params (M)": paper.TABLE6_PARAMS[depth],
                 "mult-adds (M)": round(multiply_adds(net, (1, 3, 32, 32)) / 1e6, 1),
             }
         )

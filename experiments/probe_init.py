@@ -28,12 +28,12 @@ def main(cfg: DictConfig) -> None:
 
     from degradation.analysis import init_probes
     from degradation.data import DataUnavailableError
-    from degradation.models import NORMS, check_depth
+    from degradation.designs import CHOICES, check_depth
 
     try:
         for depth in cfg.depths:
             check_depth(depth)
-        bad = [n for n in cfg.norms if n not in NORMS] + [
+        bad = [n for n in cfg.norms if n not in CHOICES["norm"]] + [
             f for f in cfg.families if f not in ("plain", "resnet")
         ]
         if bad or cfg.num_images < 2:

@@ -23,17 +23,15 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from degradation.config import check_keys, config_error_line, per_job_overrides, register
+from degradation.launch import RunCrashed, is_rank_zero, train_in_subprocess, user_error
 from degradation.rundirs import (
     CONFIG_FILE,
     DONE,
     LOCK_FILE,
     LOG_FILE,
-    RunCrashed,
     RunLocked,
-    is_rank_zero,
     lock_is_held,
     read_summary,
-    train_in_subprocess,
     unwritable,
 )
 
@@ -78,7 +76,7 @@ def main(cfg: DictConfig) -> float | None:
         return summary.get("final_test_error")
 
     # Imported only when there is training to do: a finished run is skipped in about a second.
-    from degradation.runs import quiet_lightning, train, user_error
+    from degradation.runs import quiet_lightning, train
 
     quiet_lightning()
     rank_zero = is_rank_zero()

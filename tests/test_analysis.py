@@ -16,9 +16,11 @@ from degradation.analysis import degradation as deg
 from degradation.analysis import style
 from degradation.analysis.degradation import verdict_text, verdicts
 from degradation.analysis.final_errors import results_table
+from degradation.metrics_file import final_metrics
 from degradation.report import write_analysis
 from degradation.results import NoRunsError, collect
-from degradation.runs import MetricsLogger, final_metrics, write_summary
+from degradation.rundirs import write_summary
+from degradation.runs import MetricsLogger
 
 
 def make_run(

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from degradation.models import (
-    Block,
+    Unit,
     ZeroPadShortcut,
     check_depth,
     cifar_net,
@@ -54,16 +54,16 @@ def test_layer_count_is_6n_plus_2():
 def test_plain_and_residual_differ_only_by_shortcuts():
     plain, res = cifar_net(14, False), cifar_net(14, True)
     assert [n for n, _ in plain.named_parameters()] == [n for n, _ in res.named_parameters()]
-    blocks = [m for m in res.modules() if isinstance(m, Block)]
+    blocks = [m for m in res.modules() if isinstance(m, Unit)]
     assert len(blocks) == 6 and all(b.shortcut is not None for b in blocks)
-    assert all(b.shortcut is None for b in plain.modules() if isinstance(b, Block))
+    assert all(b.shortcut is None for b in plain.modules() if isinstance(b, Unit))
 
 
 def test_zeroed_residual_branches_compute_the_shortcut_path():
     torch.manual_seed(0)
     net = cifar_net(14, True, "A").eval()
     for block in net.modules():
-        if isinstance(block, Block):
+        if isinstance(block, Unit):
             torch.nn.init.zeros_(block.bn2.weight)
             torch.nn.init.zeros_(block.bn2.bias)
     x = torch.randn(4, 3, 32, 32)

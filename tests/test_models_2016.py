@@ -11,23 +11,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import ROOT
+from degradation.designs import CHOICES, check_cifar_config
 from degradation.models import (
-    SHORTCUT_VARIANTS,
-    Block,
     DenseNet,
     Design,
     Gate,
     Unit,
     ZeroPadShortcut,
-    check_cifar_config,
     check_dense_depth,
     check_depth,
     cifar_net,
     count_parameters,
     densenet,
+    make_shortcut,
     valid_depths,
 )
+from degradation.paper import TABLE1_2016
 from degradation.rundirs import config_hash, model_fields, run_name
+
+SHORTCUT_VARIANTS = CHOICES["shortcut_variant"]
 
 # Paper figures: He et al. 2016 (pre-activation ResNet-164 and -1001 on CIFAR-10, 10 classes) and
 # Huang et al. 2017 (DenseNet-BC, Table 2), in millions of parameters.
@@ -182,7 +184,7 @@ def test_conv1x1_shortcut():
 @pytest.mark.parametrize("variant", SHORTCUT_VARIANTS)
 def test_variants_replace_only_identity_shortcuts(variant):
     net = cifar_net(14, True, "A", width=4, shortcut_variant=variant)
-    units = [m for m in net.modules() if isinstance(m, Unit | Block)]
+    units = [m for m in net.modules() if isinstance(m, Unit)]
     changing = [u for u in units if u.conv1.stride != (1, 1)]
     assert len(changing) == 2 and all(isinstance(u.shortcut, ZeroPadShortcut) for u in changing)
     assert all(getattr(u, "gate", None) is None for u in changing)
@@ -193,10 +195,44 @@ def test_variants_replace_only_identity_shortcuts(variant):
     assert out.shape == (2, 10) and torch.isfinite(out).all()
 
 
-def test_identity_variant_and_default_init_keep_the_2015_block():
-    net = cifar_net(14, True, shortcut_variant="identity", init="zero_last_bn")
-    assert sum(isinstance(m, Block) for m in net.modules()) == 6
-    assert not any(isinstance(m, Unit) for m in net.modules())
+class Reference2015Block(nn.Module):
+    """The 2015 block written out by hand (conv-BN-ReLU, conv-BN, + shortcut, ReLU), as the
+    suite built it before one unit class served every design."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, residual: bool, option: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = make_shortcut(option, c_in, c_out, stride) if residual else None
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(out if self.shortcut is None else out + self.shortcut(x))
+
+
+@pytest.mark.parametrize(
+    ("residual", "option"), [(False, "A"), (True, "A"), (True, "B"), (True, "C")]
+)
+@pytest.mark.parametrize("init", ["default", "zero_last_bn"])
+def test_the_default_unit_is_the_2015_block(residual, option, init):
+    if init == "zero_last_bn" and not residual:
+        pytest.skip("a plain net has no residual branch to zero")
+    torch.manual_seed(0)
+    net = cifar_net(14, residual, option, width=4, init=init).train()
+    units = [m for m in net.modules() if isinstance(m, Unit)]
+    assert len(units) == 6
+    x = torch.randn(2, 3, 16, 16)
+    h = net.stem(x)
+    for unit in units:
+        stride, c_in, c_out = unit.conv1.stride[0], unit.conv1.in_channels, unit.conv1.out_channels
+        ref = Reference2015Block(c_in, c_out, stride, residual, option)
+        assert list(ref.state_dict()) == list(unit.state_dict())
+        ref.load_state_dict(unit.state_dict())
+        ref.train()
+        torch.testing.assert_close(unit(h), ref(h), rtol=0, atol=0)
+        h = unit(h)
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +308,7 @@ def test_zero_started_branches_make_shape_keeping_blocks_identities(init, norm, 
         if keeps_shape(module):
             seen.append((inputs[0].detach().clone(), output.detach().clone()))
 
-    blocks = [m for m in net.modules() if isinstance(m, Block | Unit)]
+    blocks = [m for m in net.modules() if isinstance(m, Unit)]
     hooks = [b.register_forward_hook(record) for b in blocks]
     out = net(torch.randn(3, 3, 16, 16))
     for h in hooks:
@@ -505,11 +541,9 @@ def test_ablation_rows_match_the_paper_table():
     """conf/ablation/<row>.yaml sets exactly the options listed for that row in the code."""
     from omegaconf import OmegaConf
 
-    from degradation.models import PAPER_2016_TABLE1
-
     files = {p.stem: p for p in (ROOT / "conf" / "ablation").glob("*.yaml")}
-    assert set(files) == set(PAPER_2016_TABLE1)
-    for row, (options, _) in PAPER_2016_TABLE1.items():
+    assert set(files) == set(TABLE1_2016)
+    for row, (options, _) in TABLE1_2016.items():
         assert OmegaConf.to_container(OmegaConf.load(files[row])) == options, row
         cifar_net(20, True, width=4, **options)  # each row builds
 
@@ -584,8 +618,8 @@ def test_new_presets_compose_into_nets_that_build(preset):
     from hydra.utils import instantiate
     from omegaconf import open_dict
 
+    from degradation.checks import check_config
     from degradation.config import check_keys, register
-    from degradation.runs import check_config
 
     register()
     parser = OverridesParser.create()

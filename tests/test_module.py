@@ -76,7 +76,7 @@ def test_channels_last_computes_the_same_function_and_keeps_checkpoint_names():
 
 @pytest.mark.parametrize("amx, expected", [(True, "bf16-mixed"), (False, "32-true")])
 def test_auto_precision_on_cpu_uses_bf16_only_with_amx(monkeypatch, amx, expected):
-    from degradation.runs import PRECISION_ENV, auto_precision
+    from degradation.speed import PRECISION_ENV, auto_precision
 
     monkeypatch.delenv(PRECISION_ENV, raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

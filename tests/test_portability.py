@@ -9,8 +9,14 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, run_train
-from degradation.models import imagenet_net, is_strided_1x1, keep_strided_1x1_nchw
-from degradation.runs import PRECISION_ENV, auto_channels_last, auto_precision
+from degradation.models import imagenet_net
+from degradation.speed import (
+    PRECISION_ENV,
+    auto_channels_last,
+    auto_precision,
+    is_strided_1x1,
+    keep_strided_1x1_nchw,
+)
 
 
 def test_strided_1x1_convs_get_nchw_weights_and_the_same_function():
@@ -83,7 +89,8 @@ def test_the_net_gets_its_input_in_the_layout_speed_chose(
     the memory format that ``speed.channels_last`` settled on, whatever layout the data came in."""
     from hydra import compose, initialize_config_dir
 
-    from degradation.runs import apply_speed_settings, build
+    from degradation.runs import build
+    from degradation.speed import apply_speed_settings
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     overrides = [

@@ -8,14 +8,20 @@ unpickler refuses, a damaged or cut file) becomes one :class:`BadFile` line nami
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from degradation.rundirs import LAST_CHECKPOINT, METRICS_FILE, PREVIOUS_CHECKPOINT
+
+log = logging.getLogger("degradation.runs")
 
 
 class BadFile(Exception):
@@ -124,3 +130,58 @@ def save_trainer_checkpoint(
         if previous is not None and path.is_file():
             os.replace(path, previous)
         os.replace(tmp, path)
+
+
+@dataclass
+class ResumePoint:
+    """Where a run continues: the checkpoint (None: from scratch), its step, and the run's
+    record kept in it (started_at, attempts), which outlives a damaged summary."""
+
+    path: Path | None = None
+    step: int = 0
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def resume_point(
+    folder: Path, move_bad: bool = True, logged: int | None = None, evaluated: set | None = None
+) -> ResumePoint:
+    """The checkpoint to resume from: ``last.ckpt``, or ``previous.ckpt`` when the last one is
+    unreadable or reaches past the metrics; from scratch when there is none.
+
+    A checkpoint is read as weights only; one that is refused (it holds a pickled object) or
+    unreadable is reported in one line and, with ``move_bad``, renamed to ``<name>.corrupt`` so
+    that it stands in the way of no later launch. With ``logged`` (the number of steps from 0
+    whose metrics rows are intact) and ``evaluated`` (the steps with an intact evaluation row),
+    a checkpoint at step ``s`` is used only if ``s <= logged`` and ``s`` was evaluated, so that
+    no step's row is lost when the run continues.
+    """
+    bad = []
+    for name in (LAST_CHECKPOINT, PREVIOUS_CHECKPOINT):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            checkpoint = load_checkpoint(path, mmap=True)
+        except BadFile as err:
+            log.warning("checkpoint %s is %s", err.path, err.reason)
+            if move_bad:
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+            bad.append(name)
+            continue
+        step = int(checkpoint["global_step"])
+        record = checkpoint.get("run_record")
+        record = record if isinstance(record, dict) else {}
+        if logged is not None and step > 0 and (step > logged or step not in (evaluated or ())):
+            log.warning(
+                "checkpoint %s (step %d) is ahead of the intact rows of %s (a training row for "
+                "each of the first %d steps; evaluations at %s): not resuming from it",
+                path, step, METRICS_FILE, logged, sorted(evaluated or ())[-3:] or "none",
+            )  # fmt: skip
+            bad.append(name)
+            continue
+        if bad:
+            log.warning("resuming from the older checkpoint %s (step %d)", path, step)
+        return ResumePoint(path, step, record)
+    if bad:
+        log.warning("no usable checkpoint in %s: training this run again from step 0", folder)
+    return ResumePoint()

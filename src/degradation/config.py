@@ -18,44 +18,37 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from degradation.rundirs import register_resolvers
+from degradation import paper
+from degradation.designs import schema_fields
+from degradation.rundirs import run_dir_name, run_name
 
 # ------------------------------------------------------------------------------------------
 # Models
 # ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class PlainNetSchema:
-    """``model=plain``: the 6n+2 family without shortcuts."""
-
-    _target_: str = "degradation.models.cifar_net"
-    depth: int = 20
-    residual: bool = False
-    width: int = 16
-    # batch (BN after every conv, the paper) or none (no normalization; convs with a bias)
-    norm: str = "batch"
-    # post (the 2015 unit) or preact (full pre-activation, He et al. 2016)
-    block: str = "post"
-    # basic (two 3x3 convs, depth 6n+2) or bottleneck (1x1, 3x3, 1x1; depth 9n+2)
-    unit: str = "basic"
-    # default (He), zero_last_bn, fixup or skipinit (the last three for residual nets)
-    init: str = "default"
-
-
-@dataclass
-class ResNetSchema(PlainNetSchema):
-    """``model=resnet|resnet_b|resnet_c``: the 6n+2 family with shortcut option A, B or C."""
-
-    residual: bool = True
-    shortcut: str = "A"
-    # identity, scaling, exclusive_gating, shortcut_gating, conv1x1 or dropout (He et al. 2016,
-    # Table 1), on the shortcuts of the blocks that keep the shape
-    shortcut_variant: str = "identity"
-    shortcut_scale: float = 0.5
-    scale_branch: bool = True
-    gate_bias: float = -6.0
-    shortcut_dropout: float = 0.5
+PlainNetSchema = dataclasses.make_dataclass(
+    "PlainNetSchema",
+    [
+        ("_target_", str, field(default="degradation.models.cifar_net")),
+        ("depth", int, field(default=20)),
+        ("residual", bool, field(default=False)),
+        ("width", int, field(default=16)),
+        *schema_fields(residual=False),  # norm, block, unit, init (degradation.designs)
+    ],
+)
+PlainNetSchema.__doc__ = "``model=plain``: the 6n+2 family without shortcuts."
+ResNetSchema = dataclasses.make_dataclass(
+    "ResNetSchema",
+    [
+        ("_target_", str, field(default="degradation.models.cifar_net")),
+        ("depth", int, field(default=20)),
+        ("residual", bool, field(default=True)),
+        ("width", int, field(default=16)),
+        *schema_fields(residual=True),  # and shortcut, shortcut_variant and its settings
+    ],
+)
+ResNetSchema.__doc__ = "``model=resnet|resnet_b|resnet_c``: the 6n+2 family, shortcut A, B or C."
 
 
 @dataclass
@@ -65,8 +58,8 @@ class DenseNetSchema:
     _target_: str = "degradation.models.densenet"
     # 6n+4: 3 dense blocks of n bottleneck layers (2 convs each), stem, 2 transitions, FC
     depth: int = 100
-    growth_rate: int = 12
-    compression: float = 0.5
+    growth_rate: int = paper.DENSE_GROWTH_RATE
+    compression: float = paper.DENSE_COMPRESSION
     norm: str = "batch"
 
 
@@ -93,6 +86,8 @@ class _InMemoryData:
     batch_size: int = 128
     eval_batch_size: int = 128
     val_size: int = 0
+    # a fixed subset of this many training images (drawn once, as val_size's); 0: all of them
+    train_size: int = 0
     pad: int = 4
     flip: bool = True
     shuffle_seed: int = 0
@@ -213,6 +208,51 @@ class SpeedSchema:
 
 
 @dataclass
+class ScheduleSchema:
+    """``schedule.*``: the training budget as one knob (see :func:`apply_budget`)."""
+
+    # Iterations of training; null: trainer.max_steps and scheduler.milestones as given.
+    budget: int | None = None
+    # Evaluations on the test set during a budgeted run (eval_every = budget / evaluations).
+    evaluations: int = 8
+
+
+# The paper's learning-rate drops as fractions of its budget (32k and 48k of 64k iterations).
+DROP_FRACTIONS = (0.5, 0.75)
+
+
+def apply_budget(cfg: DictConfig) -> None:
+    """Set the schedule from ``schedule.budget`` (in place), when it is given.
+
+    ``trainer.max_steps`` becomes the budget, the learning-rate drops land at its 50% and 75%
+    (as the paper's 32k and 48k of 64k), and ``eval_every`` is budget / ``evaluations``, so
+    every budget is evaluated equally often and both drops fall on an evaluation. Warm-up
+    (``scheduler.warmup_steps``) and the gradient log's spacing stay in iterations: they are
+    about the start of training and the cost per iteration, not its length.
+    """
+    schedule = cfg.get("schedule") or {}
+    budget = schedule.get("budget")
+    if budget is None:
+        return
+    evaluations = schedule.get("evaluations", 8)
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 4:
+        raise ValueError(f"schedule.budget={budget!r}: must be a number of iterations, at least 4")
+    if isinstance(evaluations, bool) or not isinstance(evaluations, int) or evaluations < 1:
+        raise ValueError(f"schedule.evaluations={evaluations!r}: must be a positive count")
+    milestones = [round(budget * f) for f in DROP_FRACTIONS]
+    warmup = OmegaConf.select(cfg, "scheduler.warmup_steps", default=0) or 0
+    if warmup >= milestones[0]:
+        raise ValueError(
+            f"schedule.budget={budget}: scheduler.warmup_steps={warmup} reaches the first "
+            f"learning-rate drop at {milestones[0]}; give a longer budget or a shorter warm-up"
+        )
+    cfg.trainer.max_steps = budget
+    if cfg.get("scheduler") is not None:
+        cfg.scheduler.milestones = milestones
+    cfg.eval_every = max(1, budget // evaluations)
+
+
+@dataclass
 class TrainSchema:
     """The top level of ``conf/train.yaml``; the groups carry their own schemas."""
 
@@ -228,6 +268,7 @@ class TrainSchema:
     data_dir: str = "data"
     threads: int | None = None
     speed: SpeedSchema = field(default_factory=SpeedSchema)
+    schedule: ScheduleSchema = field(default_factory=ScheduleSchema)
 
 
 SCHEMAS: dict[tuple[str | None, str], type] = {
@@ -244,6 +285,20 @@ SCHEMAS: dict[tuple[str | None, str], type] = {
     ("scheduler", "paper_schema"): PaperScheduleSchema,
     ("trainer", "trainer_schema"): TrainerSchema,
 }
+
+
+def paper_warmup(
+    depth: int, steps: int = paper.WARMUP_STEPS, from_depth: int = paper.WARMUP_FROM_DEPTH
+) -> int:
+    """The paper's warm-up length for a net of this depth: 400 iterations from 110 layers on."""
+    return steps if int(depth) >= from_depth else 0
+
+
+def register_resolvers() -> None:
+    """Make ``${run_dir_name:...}``, ``${run_name:...}`` and ``${paper_warmup:...}`` available."""
+    OmegaConf.register_new_resolver("run_dir_name", run_dir_name, replace=True)
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver("paper_warmup", paper_warmup, replace=True)
 
 
 def register() -> None:
@@ -264,7 +319,7 @@ def check_keys(cfg: DictConfig) -> None:
             raise ValueError(
                 f"{key}: no such key at the top level (expected one of: {', '.join(TRAIN_KEYS)})"
             )
-    for group in ("model", "data", "optimizer", "scheduler", "trainer", "speed"):
+    for group in ("model", "data", "optimizer", "scheduler", "trainer", "speed", "schedule"):
         node = cfg.get(group)
         schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
         if schema is None or not dataclasses.is_dataclass(schema):

@@ -105,3 +105,30 @@ def logged_through(metrics: pd.DataFrame) -> int:
     while n in steps:
         n += 1
     return n
+
+
+# Final training error/loss: mean of the per-batch values over this last fraction of the steps.
+FINAL_TRAIN_WINDOW = 0.05
+
+
+def final_metrics(metrics: pd.DataFrame, window: float = FINAL_TRAIN_WINDOW) -> dict[str, float]:
+    """Final numbers of a run from its metrics table.
+
+    Training error and loss are the mean of the per-batch values over the last ``window``
+    fraction of the logged training steps; test (and val) numbers are those of the last
+    evaluation.
+    """
+    out: dict[str, float] = {}
+    train = metrics.dropna(subset=["train_error"]) if "train_error" in metrics else metrics[:0]
+    if len(train):
+        last = train.tail(max(1, math.ceil(window * len(train))))
+        out["final_train_error"] = float(last["train_error"].mean())
+        out["final_train_loss"] = float(last["train_loss"].mean())
+    for name in ("test_error", "test_loss", "val_error", "val_loss"):
+        if name in metrics:
+            values = metrics.dropna(subset=[name])
+            if len(values):
+                out[f"final_{name}"] = float(values[name].iloc[-1])
+                if name == "test_error":
+                    out["final_eval_step"] = int(values["step"].iloc[-1])
+    return out

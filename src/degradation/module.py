@@ -20,7 +20,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from degradation.models import keep_strided_1x1_nchw
+from degradation.speed import keep_strided_1x1_nchw
 
 
 def paper_schedule(
@@ -66,7 +66,7 @@ class DegradationModule(L.LightningModule):
 
     ``channels_last`` keeps weights and inputs in NHWC layout (faster convolutions on GPUs and
     in bf16 on CPUs; on CPUs strided 1x1 convolutions stay NCHW, see
-    :func:`~degradation.models.keep_strided_1x1_nchw`); ``compile`` runs the net through
+    :func:`~degradation.speed.keep_strided_1x1_nchw`); ``compile`` runs the net through
     ``torch.compile``. Neither changes what is computed.
     """
 

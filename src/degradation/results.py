@@ -15,27 +15,16 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from degradation.metrics_file import read_metrics_file
-from degradation.rundirs import model_fields, run_status
-from degradation.runs import METRICS_FILE, SUMMARY_FILE, final_metrics, read_summary
+from degradation import designs
+from degradation.metrics_file import final_metrics, read_metrics_file
+from degradation.rundirs import METRICS_FILE, SUMMARY_FILE, model_fields, read_summary, run_status
 
 # Columns that describe what a run trained (its configuration), in table order.
 # (``normalization``: model.norm for nets without BN, None for the paper's BN nets.)
 # (``block``, ``unit``, ``shortcut_variant`` and its settings, ``init``: the 2016 design options of
 # the CIFAR family; ``growth_rate``, ``compression``: DenseNet's. None where a net has no such
 # option; runs made before these options existed have None, which means the 2015 design.)
-DESIGN_COLUMNS = [
-    "block",
-    "unit",
-    "shortcut_variant",
-    "shortcut_scale",
-    "scale_branch",
-    "gate_bias",
-    "shortcut_dropout",
-    "init",
-    "growth_rate",
-    "compression",
-]
+DESIGN_COLUMNS = list(designs.COLUMNS)
 CONFIG_COLUMNS = [
     "family",
     "depth",

@@ -13,12 +13,8 @@ import fcntl
 import hashlib
 import json
 import os
-import platform
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -26,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from degradation import designs
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -66,7 +64,7 @@ NOT_HASHED = (
     "trainer.log_every_n_steps",
 )
 # Keys added after runs were first named: left out of a run's hash while they hold this value,
-# so earlier run directories keep their names.
+# so earlier run directories keep their names (the design options' come from their table).
 HASH_DEFAULTS: dict[str, Any] = {
     "trainer.num_nodes": 1,
     "trainer.strategy": "auto",
@@ -74,16 +72,10 @@ HASH_DEFAULTS: dict[str, Any] = {
     "trainer.deterministic": None,
     "trainer.gradient_clip_val": None,
     "optimizer.nesterov": False,
-    "model.norm": "batch",
-    # the 2016 designs of the CIFAR family (degradation.models.CifarNet)
-    "model.block": "post",
-    "model.unit": "basic",
-    "model.shortcut_variant": "identity",
-    "model.shortcut_scale": 0.5,
-    "model.scale_branch": True,
-    "model.gate_bias": -6.0,
-    "model.shortcut_dropout": 0.5,
-    "model.init": "default",
+    **designs.HASH_DEFAULTS,
+    "data.train_size": 0,
+    "schedule.budget": None,
+    "schedule.evaluations": 8,
 }
 
 
@@ -104,25 +96,6 @@ def unwritable(err: BaseException) -> str | None:
 
 class RunLocked(RuntimeError):
     """Another live process is training this run."""
-
-
-def is_rank_zero() -> bool:
-    """Whether this process keeps a run's books: true unless it is a further process of a
-    multi-process (DDP) training.
-
-    Read from the environment that launchers set (torchrun: ``RANK``; Lightning's own launcher:
-    ``LOCAL_RANK`` and ``NODE_RANK``; SLURM: ``SLURM_PROCID``), as Lightning does, before any
-    Trainer exists.
-    """
-    env = os.environ
-    if "RANK" in env:
-        return int(env["RANK"]) == 0
-    if "LOCAL_RANK" in env or "NODE_RANK" in env:
-        return int(env.get("LOCAL_RANK", 0)) == 0 and int(env.get("NODE_RANK", 0)) == 0
-    for name in ("SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        if name in env:
-            return int(env[name]) == 0
-    return True
 
 
 class RunLock:
@@ -218,63 +191,6 @@ def run_status(run_dir: str | Path, summary: Mapping[str, Any] | None) -> str:
     return "running" if held else "crashed"
 
 
-class RunCrashed(RuntimeError):
-    """The process that trained a run died (a signal: segfault, out-of-memory kill, ...)."""
-
-
-# Exit codes of ``python -m degradation.runs``: a bad setting or missing data, and a run that
-# another live process is training.
-EXIT_BAD_SETTING, EXIT_LOCKED = 2, 3
-
-
-def train_in_subprocess(
-    cfg: DictConfig, run_dir: str | Path, record: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """Train a run in a child process (``python -m degradation.runs RUN_DIR CONFIG [RECORD]``)
-    and return its summary, so that a crash of the training (a segfault, an out-of-memory kill)
-    ends that run only, not the sweep worker that hosts it and the runs beside it.
-
-    The child reads the resolved configuration (and ``record``, the files it writes into the run
-    once it holds the run's lock) from launch files in a temporary folder, so that nothing is
-    written into the run directory before then. A bad setting (already reported by the child)
-    raises ValueError, a run being trained elsewhere :class:`RunLocked`, a failure the child
-    recorded RuntimeError; death by a signal marks the run ``crashed`` in its summary (the next
-    launch resumes it) and raises :class:`RunCrashed`.
-    """
-    run_dir = Path(run_dir)
-    with tempfile.TemporaryDirectory(prefix="degradation-launch-") as folder:
-        launch = Path(folder) / "config.yaml"
-        launch.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        command = [sys.executable, "-m", "degradation.runs", str(run_dir), str(launch)]
-        if record:
-            (Path(folder) / "record.json").write_text(json.dumps(dict(record)))
-            command.append(str(Path(folder) / "record.json"))
-        child = subprocess.Popen(command)
-        try:
-            returncode = child.wait()
-        except KeyboardInterrupt:  # the child got it too: let it record "interrupted" and stop
-            try:
-                child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                child.kill()
-            raise
-    summary = read_summary(run_dir) or {}
-    if returncode == 0 and summary:
-        return summary
-    if returncode == EXIT_BAD_SETTING:
-        raise ValueError(f"{run_dir.name}: not trained (see the message above)")
-    if returncode == EXIT_LOCKED:
-        raise RunLocked(f"{run_dir.name}: being trained by another process; not started again")
-    if returncode > 0:
-        error = summary.get("error") if summary.get("status") == "failed" else None
-        raise RuntimeError(f"{run_dir.name} failed: {error or f'exit code {returncode}'}")
-    cause = f"killed by signal {signal.Signals(-returncode).name}"
-    if summary.get("status") in (None, "running"):
-        summary.update(status="crashed", error=f"training process {cause}")
-        write_summary(run_dir, summary)
-    raise RunCrashed(f"{run_dir.name}: training process {cause}")
-
-
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file, so readers never see half a file; a
     failed write (a full disk) removes the temporary file and leaves ``path`` as it was."""
@@ -341,6 +257,8 @@ def hashed_config(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
             node = node.get(name) if isinstance(node, dict) else None
         if isinstance(node, dict) and leaf in node and (key in NOT_HASHED or node[leaf] == default):
             node.pop(leaf)
+            if not node and len(parents) == 1:
+                container.pop(parents[0])  # a group added later, left with its defaults only
     try:
         return OmegaConf.to_container(OmegaConf.create(container), resolve=True)
     except Exception:  # noqa: BLE001 - an unresolvable extra key: hash its text instead
@@ -368,152 +286,41 @@ def model_family(model: Mapping[str, Any]) -> str:
     return "dense" if is_dense(model) else family(bool(model.get("residual", False)))
 
 
-# What a run's table says about the options of the 2016 designs and DenseNet: the column and
-# the key's default (a run whose configuration lacks the key has the default).
-DESIGN_DEFAULTS: dict[str, Any] = {
-    "block": "post",
-    "unit": "basic",
-    "shortcut_variant": "identity",
-    "init": "default",
-}
-# The settings of each shortcut variant (columns of the run table; None for other variants).
-VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
-    "scaling": {"shortcut_scale": 0.5, "scale_branch": True},
-    "exclusive_gating": {"gate_bias": -6.0},
-    "shortcut_gating": {"gate_bias": -6.0},
-    "dropout": {"shortcut_dropout": 0.5},
-}
-SETTING_KEYS = ("shortcut_scale", "scale_branch", "gate_bias", "shortcut_dropout")
-
-
 def model_fields(model: Mapping[str, Any]) -> dict[str, Any]:
     """The run-table fields of a model configuration beyond depth, width, shortcut and norm:
-    ``family`` and the design options (``block``, ``unit``, ``shortcut_variant`` and its
-    settings, ``init``; None where the net has no such option) and DenseNet's
-    ``growth_rate`` and ``compression`` (None for other nets)."""
+    ``family`` and the design columns of :mod:`degradation.designs` (None where the net has no
+    such option)."""
     fam = model_family(model)
     cifar = fam != "dense" and "stem" not in model  # the CIFAR family (not ImageNet, not dense)
-    fields: dict[str, Any] = {"family": fam}
-    for key, default in DESIGN_DEFAULTS.items():
-        fields[key] = model.get(key, default) if cifar else None
-    variant = fields["shortcut_variant"]
-    if fam != "resnet" and variant == "identity":
-        fields["shortcut_variant"] = None  # a plain net has no shortcut
-    settings = VARIANT_SETTINGS.get(variant or "", {})
-    for key in SETTING_KEYS:
-        fields[key] = model.get(key, settings[key]) if key in settings else None
-    fields["growth_rate"] = model.get("growth_rate", 12) if fam == "dense" else None
-    fields["compression"] = model.get("compression", 0.5) if fam == "dense" else None
-    return fields
+    return {
+        "family": fam,
+        **designs.design_fields(model, fam == "resnet", cifar),
+        **designs.dense_fields(model, fam == "dense"),
+    }
 
 
-def _design_name(model: Mapping[str, Any]) -> str:
-    """The name parts of the 2016 design options that differ from the defaults."""
-    parts = []
-    if model.get("block", "post") != "post":
-        parts.append(str(model.get("block")))
-    if model.get("unit", "basic") != "basic":
-        parts.append(str(model.get("unit")))
-    variant = model.get("shortcut_variant", "identity")
-    if variant != "identity":
-        part = str(variant)
-        if variant == "scaling":
-            if model.get("shortcut_scale", 0.5) != 0.5:
-                part += f"{model.get('shortcut_scale'):g}"
-            if not model.get("scale_branch", True):
-                part += "-shortcutonly"
-        elif variant in ("exclusive_gating", "shortcut_gating"):
-            if model.get("gate_bias", -6.0) != -6.0:
-                part += f"-bias{model.get('gate_bias'):g}"
-        elif variant == "dropout" and model.get("shortcut_dropout", 0.5) != 0.5:
-            part += f"{model.get('shortcut_dropout'):g}"
-        parts.append(part)
-    return "".join(f"-{p}" for p in parts)
-
-
-def run_name(model: Mapping[str, Any], data: str, seed: int) -> str:
+def run_name(model: Mapping[str, Any], data: str, seed: int, budget: int | None = None) -> str:
     """The readable part of a run's name, e.g. ``resnet56-B-fashion_mnist-seed1``,
+    ``plain8-w8-fashion_mnist-budget1500-seed0`` (``schedule.budget=1500``),
     ``plain34-smallstem-w8-fashion_mnist-seed0``, ``plain20-nonorm-cifar10-seed0``,
     ``resnet164-B-preact-bottleneck-cifar10-seed0``, ``resnet110-scaling-cifar10-seed0``,
     ``resnet20-nonorm-fixup-w8-fashion_mnist-seed0`` or ``dense100-cifar10-seed0``."""
-    norm = model.get("norm", "batch")
-    norm_part = "" if norm == "batch" else ("-nonorm" if norm == "none" else f"-{norm}norm")
+    tail = f"-{data}" + ("" if budget is None else f"-budget{budget}") + f"-seed{seed}"
     if is_dense(model):
-        name = f"dense{model.get('depth')}"
-        if model.get("growth_rate", 12) != 12:
-            name += f"-k{model.get('growth_rate')}"
-        if model.get("compression", 0.5) != 0.5:
-            name += f"-c{model.get('compression'):g}"
-        return f"{name}{norm_part}-{data}-seed{seed}"
+        norm = designs.name_parts({"norm": model.get("norm", "batch")}, residual=False)
+        return f"dense{model.get('depth')}{designs.dense_name_parts(model)}{norm}{tail}"
     residual = bool(model.get("residual", False))
     name = f"{family(residual)}{model.get('depth')}"
     imagenet_family = "stem" in model  # ResNet-18/34/50/101/152 and twins: 64 wide by default
     if imagenet_family and model.get("stem") != "imagenet":
         name += f"-{model.get('stem')}stem"
-    if residual and model.get("shortcut", "A") != "A":
-        name += f"-{model.get('shortcut')}"
-    name += _design_name(model) + norm_part
-    if model.get("init", "default") != "default":
-        name += f"-{model.get('init')}"
+    name += designs.name_parts(model, residual)
     if model.get("width", 16) != (64 if imagenet_family else 16):
         name += f"-w{model.get('width')}"
-    return f"{name}-{data}-seed{seed}"
+    return name + tail
 
 
 def run_dir_name(data: str, _root_: DictConfig) -> str:
     """A run's directory name: readable part plus config hash (an OmegaConf resolver)."""
-    return f"{run_name(_root_.model, data, _root_.seed)}-{config_hash(_root_)}"
-
-
-def paper_warmup(depth: int, steps: int = 400, from_depth: int = 110) -> int:
-    """The paper's warm-up length for a net of this depth: 400 iterations from 110 layers on."""
-    return steps if int(depth) >= from_depth else 0
-
-
-def register_resolvers() -> None:
-    """Make ``${run_dir_name:...}``, ``${run_name:...}`` and ``${paper_warmup:...}`` available."""
-    OmegaConf.register_new_resolver("run_dir_name", run_dir_name, replace=True)
-    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
-    OmegaConf.register_new_resolver("paper_warmup", paper_warmup, replace=True)
-
-
-def git_state(repo: Path | None = None) -> dict[str, Any]:
-    """The commit the code came from and whether its tracked files had changes."""
-    repo = repo or Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
-        )
-        if commit.returncode != 0:
-            return {"commit": None, "dirty": None}
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo, capture_output=True, text=True, timeout=10,
-        )  # fmt: skip
-        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
-def provenance(device: str) -> dict[str, Any]:
-    """Code version, package versions, machine and device of a run."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": platform.python_version()}
-    packages = ("degradation", "torch", "torchvision", "pytorch-lightning", "hydra-core", "numpy")
-    for package in packages:
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    torch = sys.modules.get("torch")
-    if torch is not None:  # the full version says which build (e.g. +cu132)
-        versions["torch"] = torch.__version__
-        versions["cuda"] = torch.version.cuda
-    return {
-        "git": git_state(),
-        "versions": versions,
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "device": device,
-    }
+    budget = OmegaConf.select(_root_, "schedule.budget", default=None)
+    return f"{run_name(_root_.model, data, _root_.seed, budget)}-{config_hash(_root_)}"

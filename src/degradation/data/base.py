@@ -19,7 +19,8 @@ class ImageDataModule(L.LightningDataModule):
 
     Subclasses implement :meth:`load`, returning (train_images, train_labels, test_images,
     test_labels) as tensors. ``val_size`` > 0 holds out that many training images (a fixed
-    split) as a validation set, e.g. the paper's 45k/5k split with ``val_size=5000``.
+    split) as a validation set, e.g. the paper's 45k/5k split with ``val_size=5000``;
+    ``train_size`` > 0 trains on a fixed subset of that many of the remaining images.
     """
 
     name = "images"
@@ -32,6 +33,7 @@ class ImageDataModule(L.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 128,
         val_size: int = 0,
+        train_size: int = 0,
         pad: int = 4,
         flip: bool = True,
         split_seed: int = 0,
@@ -42,9 +44,11 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError("batch_size and eval_batch_size must be positive")
         if val_size < 0:
             raise ValueError("val_size must be >= 0")
+        if train_size < 0:
+            raise ValueError("train_size must be >= 0 (0: every training image)")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.pad, self.flip, self.split_seed = val_size, pad, flip, split_seed
-        self.shuffle_seed = shuffle_seed
+        self.shuffle_seed, self.train_size = shuffle_seed, train_size
         self.train_set: TensorDataset | None = None
         self.eval_sets: dict[str, TensorDataset] = {}
         self.mean_image: torch.Tensor | None = None
@@ -60,16 +64,22 @@ class ImageDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         x, y, test_x, test_y = self.load()
-        if self.val_size:
+        self.eval_sets = {"test": TensorDataset(test_x, test_y)}
+        if self.val_size or self.train_size:
             if self.val_size >= len(x):
                 raise ValueError(f"val_size={self.val_size} leaves no training images")
+            if self.val_size + self.train_size > len(x):
+                raise ValueError(
+                    f"train_size={self.train_size} (+ val_size={self.val_size}): the data set has "
+                    f"{len(x)} training images"
+                )
             order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
             val_idx, train_idx = order[: self.val_size], order[self.val_size :]
-            self.eval_sets = {"test": TensorDataset(test_x, test_y)}
-            self.eval_sets["val"] = TensorDataset(x[val_idx], y[val_idx])
+            if self.val_size:
+                self.eval_sets["val"] = TensorDataset(x[val_idx], y[val_idx])
+            if self.train_size:  # a fixed subset: the next train_size images of the same order
+                train_idx = train_idx[: self.train_size]
             x, y = x[train_idx], y[train_idx]
-        else:
-            self.eval_sets = {"test": TensorDataset(test_x, test_y)}
         self.train_set = TensorDataset(x, y)
         self.mean_image = x.float().mean(0) / 255.0
 
