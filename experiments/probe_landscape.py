@@ -1,60 +1,61 @@
-"""Loss landscapes of trained nets along filter-normalised random directions (Li et al. 2018).
+"""Loss landscapes of trained nets along filter-normalised random directions (Li et al. 2018;
+a Hydra app).
 
-    python experiments/probe_landscape.py results/quick_amd_fp32 [--depths 44] [--out DIR]
-        [--images 500] [--steps-1d 21] [--steps-2d 11] [--hessian-iterations 20]
+python experiments/probe_landscape.py dirs=[results/quick_amd_fp32] [depths=[44]] [out=DIR]
+    [images=500] [steps_1d=21] [steps_2d=11] [hessian_iterations=20] [seed=0]
 
-Takes sweep or run directories, uses every finished 6n+2 run there (or those of ``--depths``),
+Takes sweep or run directories, uses every finished 6n+2 run there (or those of ``depths``),
 rebuilt from checkpoints/final.ckpt or an exported weights.pt, and writes landscape_1d.csv,
 landscape_2d.csv, landscape.csv (top Hessian eigenvalue), landscape.{png,pdf} and landscape.md
-into --out (default: the first directory). The defaults take minutes on a 2-core CPU; on a GPU
-try --images 5000 --steps-2d 41.
+into ``out`` (default: the first directory; Hydra writes nothing of its own). The defaults take
+minutes on a 2-core CPU; on a GPU try images=5000 steps_2d=41. A bad setting ends with one line
+on stderr and exit code 2.
 """
 
-from __future__ import annotations
-
-import argparse
+import logging
 import sys
 from pathlib import Path
 
+import hydra
+from omegaconf import DictConfig
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories")
-    parser.add_argument("--depths", type=int, nargs="+", help="only runs of these depths")
-    parser.add_argument("--out", type=Path, help="output directory (default: first directory)")
-    parser.add_argument("--images", type=int, default=500, help="training images in the loss")
-    parser.add_argument("--steps-1d", type=int, default=21)
-    parser.add_argument("--steps-2d", type=int, default=11)
-    parser.add_argument("--hessian-iterations", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if min(args.images, args.steps_1d - 1, args.steps_2d - 1, args.hessian_iterations) < 1:
-        parser.error("--images, --hessian-iterations must be positive, --steps-* at least 2")
+from degradation.apps import count, dirs_of, listed, run_app
+from degradation.config import register
 
-    from degradation.analysis import landscape
-    from degradation.analysis.trained import trained_nets
+log = logging.getLogger("probe_landscape")
+register()
 
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="probe_landscape")
+def main(cfg: DictConfig) -> None:
+    """Draw the 1-D and 2-D loss surfaces and the top Hessian eigenvalue of every chosen
+    trained net, and write the tables, the figure and the report section."""
     try:
-        nets, dm = trained_nets(args.dirs, args.depths)
+        dirs, depths = dirs_of(cfg), listed(cfg, "depths", int)
+        images, iterations = count(cfg, "images"), count(cfg, "hessian_iterations")
+        steps_1d, steps_2d = count(cfg, "steps_1d", least=2), count(cfg, "steps_2d", least=2)
+        seed = count(cfg, "seed", least=0)
+
+        from degradation.analysis import landscape
+        from degradation.analysis.trained import trained_nets
+
+        nets, dm = trained_nets(dirs, depths)
+        if not nets:
+            raise ValueError("no finished 6n+2 run with weights found")
     except ValueError as err:
-        print(f"probe_landscape: error: {err}", file=sys.stderr)
-        return 2
-    if not nets:
-        print("probe_landscape: error: no finished 6n+2 run with weights found", file=sys.stderr)
-        return 2
-    images, labels = dm.train_set.tensors
-    x = dm.preprocess(images[: args.images], train=False)  # fixed subset, no augmentation
-    y = labels[: args.images]
-    one, two, numbers = landscape.study(
-        nets, x, y, args.steps_1d, args.steps_2d, args.hessian_iterations, args.seed,
-        progress=lambda m: print(m, file=sys.stderr),
-    )  # fmt: skip
-    out = args.out or args.dirs[0]
+        log.error("%s", err)
+        sys.exit(2)
+    x, y = dm.train_set.tensors
+    x = dm.preprocess(x[:images], train=False)  # a fixed subset, no augmentation
+    y = y[:images]
+    one, two, numbers = landscape.study(nets, x, y, steps_1d, steps_2d, iterations, seed,
+                                        progress=log.info)  # fmt: skip
+    out = Path(str(cfg.out)) if cfg.out is not None else dirs[0]
     landscape.write(one, two, numbers, out)
     print(numbers.to_string(index=False))
-    print(f"landscape: {out}/landscape.md, landscape.png, landscape.pdf")
-    return 0
+    log.info("landscape written to %s (landscape.md, .png, .pdf, landscape.csv, "
+             "landscape_1d.csv, landscape_2d.csv)", out)  # fmt: skip
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_app(main, "probe_landscape")

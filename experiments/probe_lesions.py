@@ -1,57 +1,59 @@
-"""Lesion study of trained nets: delete blocks at test time (Veit et al. 2016).
+"""Lesion study of trained nets: delete blocks at test time (Veit et al. 2016; a Hydra app).
 
-    python experiments/probe_lesions.py results/quick_amd_fp32 [--depths 44] [--out DIR]
-        [--max-images 2000] [--max-k 10] [--draws 5] [--export-weights]
+python experiments/probe_lesions.py dirs=[results/quick_amd_fp32] [depths=[44]] [out=DIR]
+    [max_images=2000] [max_k=10] [draws=5] [seed=0] [export_weights=true]
 
-Takes sweep or run directories, uses every finished 6n+2 run there (or those of ``--depths``),
+Takes sweep or run directories, uses every finished 6n+2 run there (or those of ``depths``),
 rebuilt from checkpoints/final.ckpt or an exported weights.pt, and writes lesions_single.csv,
-lesions_random.csv, lesions.{png,pdf} and lesions.md into --out (default: the first directory).
-``--export-weights`` also writes each run's final weights alone to RUN_DIR/weights.pt, so the
-study can be re-run where checkpoints are not kept (results/).
+lesions_random.csv, lesions.{png,pdf} and lesions.md into ``out`` (default: the first directory;
+Hydra writes nothing of its own). ``export_weights=true`` also writes each run's final weights
+alone to RUN_DIR/weights.pt, so the study can be re-run where checkpoints are not kept
+(results/). A bad setting ends with one line on stderr and exit code 2.
 """
 
-from __future__ import annotations
-
-import argparse
+import logging
 import sys
 from pathlib import Path
 
+import hydra
+from omegaconf import DictConfig
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run directories")
-    parser.add_argument("--depths", type=int, nargs="+", help="only runs of these depths")
-    parser.add_argument("--out", type=Path, help="output directory (default: first directory)")
-    parser.add_argument("--max-images", type=int, default=2000, help="test images used")
-    parser.add_argument("--max-k", type=int, default=10, help="most blocks deleted at once")
-    parser.add_argument("--draws", type=int, default=5, help="random draws per k")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--export-weights", action="store_true")
-    args = parser.parse_args(argv)
-    if args.max_images < 1 or args.max_k < 1 or args.draws < 1:
-        parser.error("--max-images, --max-k and --draws must be positive")
+from degradation.apps import count, dirs_of, listed, run_app
+from degradation.config import register
 
-    from degradation.analysis import lesions
-    from degradation.analysis.trained import trained_nets
+log = logging.getLogger("probe_lesions")
+register()
 
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="probe_lesions")
+def main(cfg: DictConfig) -> None:
+    """Delete blocks of every chosen trained net, singly and in random sets, and write the
+    tables, the figure and the report section."""
     try:
-        nets, dm = trained_nets(args.dirs, args.depths, export=args.export_weights)
+        dirs, depths = dirs_of(cfg), listed(cfg, "depths", int)
+        max_images, max_k, draws = (count(cfg, k) for k in ("max_images", "max_k", "draws"))
+        seed = count(cfg, "seed", least=0)
+        if not isinstance(cfg.export_weights, bool):
+            raise ValueError(f"export_weights={cfg.export_weights!r}: must be true or false")
+
+        from degradation.analysis import lesions
+        from degradation.analysis.trained import trained_nets
+
+        nets, dm = trained_nets(dirs, depths, export=cfg.export_weights)
+        if not nets:
+            raise ValueError("no finished 6n+2 run with weights found")
     except ValueError as err:
-        print(f"probe_lesions: error: {err}", file=sys.stderr)
-        return 2
-    if not nets:
-        print("probe_lesions: error: no finished 6n+2 run with weights found", file=sys.stderr)
-        return 2
+        log.error("%s", err)
+        sys.exit(2)
     images, labels = dm.eval_sets["test"].tensors
-    images = dm.preprocess(images[: args.max_images], train=False)
-    labels = labels[: args.max_images]
-    single, random = lesions.study(nets, images, labels, args.max_k, args.draws, args.seed,
-                                   progress=lambda m: print(m, file=sys.stderr))  # fmt: skip
-    out = args.out or args.dirs[0]
+    images = dm.preprocess(images[:max_images], train=False)
+    labels = labels[:max_images]
+    single, random = lesions.study(nets, images, labels, max_k, draws, seed, progress=log.info)
+    out = Path(str(cfg.out)) if cfg.out is not None else dirs[0]
     lesions.write(single, random, out)
-    print(f"lesions: {out}/lesions.md, lesions.png, lesions.pdf")
-    return 0
+    log.info("lesions written to %s (lesions.md, .png, .pdf, lesions_single.csv, "
+             "lesions_random.csv)", out)  # fmt: skip
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_app(main, "probe_lesions")

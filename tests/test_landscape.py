@@ -63,11 +63,12 @@ def test_landscape_command_on_a_tiny_sweep(tmp_path):
                         f"hydra.sweep.dir={sweep}")  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
     result = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "probe_landscape.py"), str(sweep),
-         "--images", "32", "--steps-1d", "5", "--steps-2d", "3", "--hessian-iterations", "3"],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, str(ROOT / "experiments" / "probe_landscape.py"), f"dirs=[{sweep}]",
+         "images=32", "steps_1d=5", "steps_2d=3", "hessian_iterations=3"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["sweep"]  # Hydra wrote nothing of its own
     numbers = pd.read_csv(sweep / "landscape.csv")
     assert sorted(numbers["net"]) == ["plain-8 seed 0", "resnet-8 seed 0"]
     assert len(pd.read_csv(sweep / "landscape_2d.csv")) == 2 * 9

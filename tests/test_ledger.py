@@ -13,7 +13,8 @@ import pytest
 from test_analysis import make_run
 
 from conftest import ROOT
-from degradation.analysis import ledger
+from degradation.analysis import claims, ledger
+from degradation.analysis.claims.training import rises
 from degradation.results import collect
 
 
@@ -50,7 +51,7 @@ def test_three_seeds_give_an_interval_that_decides_or_not(tmp_path):
     assert row.verdict == ledger.SUPPORTED and "95% interval" in row.measured
     diff, ci = ledger.difference(np.array([0.10, 0.14, 0.06]), np.array([0.09, 0.10, 0.11]))
     assert ci[0] < ledger.MARGIN < ci[1]  # a noisy 1-point difference straddles the margin
-    assert ledger._rises(diff, ci) == ledger.UNDECIDED
+    assert rises(diff, ci) == ledger.UNDECIDED
 
 
 def test_t_quantile():
@@ -106,6 +107,32 @@ def test_probe_claims_follow_the_probe_tables(tmp_path):
     probes["landscape"] = landscape.assign(loss_at_edge_1d=[1.0, 9.0])
     row = verdict(ledger.ledger(empty, pd.DataFrame(), probes), 10)
     assert row.verdict == ledger.UNDECIDED and "disagree" in row.why
+
+
+def test_claim_numbers_are_taken_once_and_a_new_claim_comes_next(tmp_path):
+    registry = claims.Registry(claims.REGISTRY)  # a copy: the suite's ledger stays as it is
+    number = registry.next_number()
+    assert number == len(claims.REGISTRY) + 1
+
+    @registry.claim(number, "A dummy claim", "this test", figure="", definition="Dummy: none.")
+    def dummy(sweep):
+        return claims.Finding(claims.SUPPORTED, f"{len(sweep.done)} finished runs")
+
+    with pytest.raises(ValueError, match=f"claim number {number} is taken by 'A dummy claim'"):
+        registry.claim(number, "Another dummy claim", "this test", figure="")(dummy)
+    with pytest.raises(ValueError, match="claim number 1 is taken"):
+        claims.REGISTRY.claim(1, "A second claim 1", "this test", figure="")(dummy)
+    runs, metrics = sweep(tmp_path, {8: 0.10, 44: 0.25}, {8: 0.10, 44: 0.08})
+    shipped = ledger.table(ledger.ledger(runs, metrics))
+    assert list(shipped["#"]) == [1, 2, 3, 4, 5, *range(5, number)]  # claim 5 has two rows
+    extended = ledger.table(claims.ledger(runs, metrics, registry=registry))
+    assert extended.iloc[:-1].equals(shipped)
+    assert extended.iloc[-1].to_dict() == {
+        "#": number, "claim": "A dummy claim", "source": "this test",
+        "measured": "4 finished runs", "verdict": "supported", "figure": "",
+    }  # fmt: skip
+    assert registry.definitions()[-1] == "Dummy: none."
+    assert "Dummy: none." not in ledger.DEFINITIONS
 
 
 def test_analyze_prints_the_ledger_and_writes_it_first(tmp_path):

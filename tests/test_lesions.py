@@ -68,11 +68,12 @@ def test_lesion_command_reruns_from_exported_weights(tmp_path):
     trained = run_train("-m", *TINY, "model=plain,resnet", "trainer.max_steps=4", "eval_every=4",
                         f"hydra.sweep.dir={sweep}")  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
-    command = [sys.executable, str(ROOT / "experiments" / "probe_lesions.py"), str(sweep),
-               "--max-images", "64", "--max-k", "2", "--draws", "2"]  # fmt: skip
-    first = subprocess.run([*command, "--export-weights"], capture_output=True, text=True,
-                           timeout=300)  # fmt: skip
+    command = [sys.executable, str(ROOT / "experiments" / "probe_lesions.py"), f"dirs=[{sweep}]",
+               "max_images=64", "max_k=2", "draws=2"]  # fmt: skip
+    first = subprocess.run([*command, "export_weights=true"], capture_output=True, text=True,
+                           timeout=300, cwd=tmp_path)  # fmt: skip
     assert first.returncode == 0, first.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["sweep"]  # Hydra wrote nothing of its own
     table = pd.read_csv(sweep / "lesions_single.csv")
     for path in sweep.glob("*/checkpoints"):  # as in results/: weights only
         shutil.rmtree(path)
@@ -81,3 +82,13 @@ def test_lesion_command_reruns_from_exported_weights(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(sweep / "lesions_single.csv"), table)
     for name in ("lesions.png", "lesions.pdf", "lesions.md", "lesions_random.csv"):
         assert (sweep / name).is_file()
+
+
+def test_lesion_command_refuses_a_bad_value_in_one_line(tmp_path):
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "probe_lesions.py"), f"dirs=[{tmp_path}]",
+         "max_k=0"], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "max_k=0" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert list(tmp_path.iterdir()) == []

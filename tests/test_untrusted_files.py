@@ -123,21 +123,12 @@ def test_probes_refuse_a_checkpoint_with_a_pickled_call(tmp_path, finished_runs,
     marker = tmp_path / "ran"
     bad = next(sweep.glob("plain*"))
     plant_payload(bad / "checkpoints" / "final.ckpt", marker)
-    command = [sys.executable, str(ROOT / "experiments" / f"{probe}.py"), str(sweep),
-               "--out", str(tmp_path / "probe")]  # fmt: skip
+    command = [sys.executable, str(ROOT / "experiments" / f"{probe}.py"), f"dirs=[{sweep}]",
+               f"out={tmp_path / 'probe'}"]  # fmt: skip
     if probe == "probe_lesions":
-        command += ["--max-images", "64", "--max-k", "2", "--draws", "1"]
+        command += ["max_images=64", "max_k=2", "draws=1"]
     else:
-        command += [
-            "--images",
-            "64",
-            "--steps-1d",
-            "3",
-            "--steps-2d",
-            "3",
-            "--hessian-iterations",
-            "2",
-        ]
+        command += ["images=64", "steps_1d=3", "steps_2d=3", "hessian_iterations=2"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     skipped = [line for line in result.stderr.splitlines() if line.startswith("skipping")]

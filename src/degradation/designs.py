@@ -131,6 +131,9 @@ Design = dataclasses.make_dataclass(
 )
 
 
+# The 2015 design: the defaults of the design columns that are not a variant's settings
+# (block, unit, shortcut_variant, init); runs made before an option existed have its default.
+PAPER_2015: dict[str, Any] = {o.key: o.default for o in OPTIONS if o.column and not o.variant_of}
 # The run table's design columns, in order (the CIFAR family's, then DenseNet's).
 COLUMNS = tuple(o.key for o in (*OPTIONS, *DENSE_OPTIONS) if o.column)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,11 @@ def read_table(path: str | Path) -> pd.DataFrame | None:
         print(f"warning: {path} has no columns; not used", file=sys.stderr)
         return None
     return frame
+
+
+def find_files(dirs: Iterable[str | Path], name: str) -> Iterator[Path]:
+    """Each file ``name`` in these directories, in their order."""
+    return (Path(d) / name for d in dirs if (Path(d) / name).is_file())
 
 
 def stderr_progress(message: str) -> None:
@@ -80,12 +85,14 @@ class Context:
                 shutil.copy(source, target)
         return f"![{figure.stem}]({figure.name})"
 
+    @property
+    def search_dirs(self) -> list[Path]:
+        """Where probe outputs are looked for: the probe directories, then the output one."""
+        return [*self.probe_dirs, self.out_dir]
+
     def probe_file(self, name: str) -> Path | None:
-        """The first ``name`` in the probe directories, then the output directory."""
-        for directory in [*self.probe_dirs, self.out_dir]:
-            if (Path(directory) / name).is_file():
-                return Path(directory) / name
-        return None
+        """The first ``name`` in :attr:`search_dirs`."""
+        return next(find_files(self.search_dirs, name), None)
 
 
 @dataclass
@@ -132,3 +139,35 @@ def probe_section(
     if (first.parent / figure).is_file():
         lines.append(ctx.copy_beside(first.parent / figure))
     return Section(title, lines), frames
+
+
+def table_section(
+    ctx: Context, title: str, needs: str, table: pd.DataFrame, name: str, intro: str
+) -> Section:
+    """A section of one table under ``intro`` (also ``name.csv``); unanswered, saying what it
+    needs, when the table is empty."""
+    if table.empty:
+        return Section(title, answered=False, skipped=[f"needs {needs}"])
+    ctx.save_table(table, name)
+    return Section(title, [intro, "", table.to_markdown(index=False)])
+
+
+def write_probe(
+    out: Path,
+    name: str,
+    tables: dict[str, pd.DataFrame],
+    fig: Figure,
+    text: str,
+    formats: tuple[str, ...] = ("png", "pdf"),
+    label: str = "",
+) -> None:
+    """A probe's outputs in ``out``: each table as ``<key>.csv``, the figure as
+    ``<name>.<format>``, and ``<name>.md`` (``text`` and the figure's link, ``label`` its alt
+    text; default the name in words)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stem, frame in tables.items():
+        frame.to_csv(out / f"{stem}.csv", index=False)
+    for fmt in formats:
+        fig.savefig(out / f"{name}.{fmt}", dpi=130)
+    label = label or name.replace("_", " ")
+    (out / f"{name}.md").write_text(f"{text}\n![{label}]({name}.{formats[0]})\n")

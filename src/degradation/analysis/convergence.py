@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from degradation.analysis.base import Context, Section
-from degradation.analysis.degradation import comparable, comparable_metrics
+from degradation.analysis.select import comparable, comparable_metrics
 
 TITLE = "Convergence and generalization, per net"
 NEEDS = "finished runs with metrics"

@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from degradation.analysis.base import Context, Section
-from degradation.analysis.stats import SEED_SPREAD, compare, difference
+from degradation.analysis.select import GROUP_COLUMNS, comparable, comparable_metrics, left_out
+from degradation.analysis.stats import MARGIN, SEED_SPREAD, compare, difference, interval, points
 from degradation.analysis.style import (
     FAMILY_ORDER,
     FAMILY_TITLES,
@@ -29,17 +30,6 @@ from degradation.analysis.style import (
 
 TITLE = "Does it happen? Degradation and the residual fix"
 NEEDS = "finished plain nets of two or more depths, and residual nets of the same depths"
-# Differences smaller than this (in error fraction) count as "no change".
-MARGIN = 0.01
-# The 2015 design: the verdict compares these nets where a sweep varies the design.
-DESIGN_DEFAULTS = {
-    "block": "post",
-    "unit": "basic",
-    "shortcut_variant": "identity",
-    "init": "default",
-}
-# Columns that must agree for runs to be compared in one verdict.
-GROUP_COLUMNS = ["data", "width", "max_steps"]
 
 
 def _decide(a: bool | None, b: bool | None) -> bool | None:
@@ -150,43 +140,6 @@ def _trend(runs: pd.DataFrame, family: str) -> FamilyTrend | None:
     )
 
 
-def is_2015_design(runs: pd.DataFrame) -> pd.Series:
-    """Rows of the paper's design: BN, post-activation basic units, identity shortcuts, default
-    init (None, in runs made before these options existed, counts as the default)."""
-    mask = pd.Series(True, index=runs.index)
-    if "normalization" in runs:
-        mask &= runs["normalization"].isna()
-    for column, default in DESIGN_DEFAULTS.items():
-        if column in runs:
-            mask &= runs[column].isna() | (runs[column] == default)
-    return mask
-
-
-def comparable(runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished runs the verdict compares: where a sweep mixes designs, those of the paper's
-    (:func:`is_2015_design`; a sweep of one other design is compared as it is), and option-A
-    residual nets where several shortcut options are present."""
-    done = runs[runs["status"] == "finished"]
-    paper = is_2015_design(done)
-    if paper.any():
-        done = done[paper]
-    resnets = done[done["family"] == "resnet"]
-    if "shortcut" in done and len(resnets) and (resnets["shortcut"] == "A").any():
-        done = done[(done["family"] != "resnet") | (done["shortcut"] == "A")]
-    return done
-
-
-def left_out(runs: pd.DataFrame) -> list[str]:
-    """Finished runs that :func:`comparable` leaves out of the verdict."""
-    done = runs[runs["status"] == "finished"]
-    return sorted(set(done["run"]) - set(comparable(runs)["run"]))
-
-
-def comparable_metrics(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """The metrics of the :func:`comparable` runs."""
-    return metrics[metrics["run"].isin(comparable(runs)["run"])] if len(metrics) else metrics
-
-
 def verdicts(runs: pd.DataFrame, margin: float = MARGIN) -> list[Verdict]:
     """One verdict per group of comparable finished runs (same data, width and length)."""
     done = comparable(runs)
@@ -213,14 +166,6 @@ def verdicts(runs: pd.DataFrame, margin: float = MARGIN) -> list[Verdict]:
     return out
 
 
-def _pts(x: float) -> str:
-    return f"{100 * x:+.1f} points"
-
-
-def _ci(ci: tuple[float, float] | None) -> str:
-    return "" if ci is None else f" (95% interval {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})"
-
-
 def _series(trend: FamilyTrend) -> str:
     parts = []
     for d, f, s in zip(trend.depths, trend.final, trend.std, strict=True):
@@ -232,8 +177,8 @@ def _series(trend: FamilyTrend) -> str:
 def _rise_text(trend: FamilyTrend) -> str:
     (final, fci), (late, lci) = trend.rise(), trend.rise(late=True)
     return (
-        f"Deepest minus shallowest: {_pts(final)}{_ci(fci)} at the end of training, "
-        f"{_pts(late)}{_ci(lci)} over its last 20%."
+        f"Deepest minus shallowest: {points(final)}{interval(fci)} at the end of training, "
+        f"{points(late)}{interval(lci)} over its last 20%."
     )
 
 
@@ -275,7 +220,7 @@ def verdict_text(verdict: Verdict) -> str:
         if verdict.gaps:
             deepest = max(verdict.gaps)
             gap_text = "; ".join(
-                f"depth {d}: {_pts(f[0])}{_ci(f[1])} (last 20%: {_pts(lt[0])})"
+                f"depth {d}: {points(f[0])}{interval(f[1])} (last 20%: {points(lt[0])})"
                 for d, (f, lt) in verdict.gaps.items()
             )
             final = verdict.gaps[deepest][0][0]

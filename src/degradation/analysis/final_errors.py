@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from degradation import designs, paper
 from degradation.analysis.base import Context, Section
 from degradation.analysis.stats import mean_interval
 from degradation.results import setting_table
 
 TITLE = "Final errors (Table 6 style)"
 NEEDS = "runs with a final summary"
-# Table 6 of the paper: CIFAR-10 test error (%) of ResNets (option A, width 16), with augmentation.
-PAPER_TABLE6 = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
-# Table 2: ImageNet top-1 validation error (%, 10-crop), plain and residual 18/34 (width 64).
-PAPER_TABLE2 = {("plain", 18): 27.94, ("plain", 34): 28.54, ("resnet", 18): 27.88,
-                ("resnet", 34): 25.03}  # fmt: skip
 
 
 def paper_number(row: pd.Series) -> float | None:
@@ -32,9 +28,9 @@ def paper_number(row: pd.Series) -> float | None:
         and row.get("width") == 16
         and row.get("shortcut") == "A"
     ):
-        return PAPER_TABLE6.get(int(row["depth"]))
+        return paper.TABLE6_CIFAR_RESNET.get(int(row["depth"]))
     if row.get("data") == "imagenet" and row.get("width") == 64:
-        return PAPER_TABLE2.get((row["family"], int(row["depth"])))
+        return paper.TABLE2_IMAGENET.get((row["family"], int(row["depth"])))
     return None
 
 
@@ -42,14 +38,10 @@ def _int(value) -> int | None:
     return None if value is None or value == "-" or pd.isna(value) else int(value)
 
 
-# Design options and their defaults (the 2015 design; DenseNet's growth rate 12).
-_DEFAULTS = {"block": "post", "unit": "basic", "shortcut_variant": "identity", "init": "default"}
-
-
 def design(row: pd.Series) -> str:
     """A setting's design options that differ from the 2015 defaults, in words ('' if none)."""
     parts = []
-    for key, default in _DEFAULTS.items():
+    for key, default in designs.PAPER_2015.items():
         value = row.get(key)
         if value not in (None, "-", default) and not pd.isna(value):
             parts.append(str(value))

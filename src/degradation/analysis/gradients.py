@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from degradation.analysis.base import Context, Section
-from degradation.analysis.degradation import comparable
+from degradation.analysis.select import comparable, metrics_of
 from degradation.analysis.style import FAMILY_ORDER, net_key, net_styles
 
 TITLE = "Gradient norms during training"
@@ -144,7 +144,7 @@ def gradient_ratios(spread: pd.DataFrame) -> Figure:
 def section(ctx: Context) -> Section:
     """The per-net ratios in words and two figures (also gradients.csv)."""
     runs = comparable(ctx.runs)  # the 2015 design, whose nets the names tell apart
-    metrics = ctx.metrics[ctx.metrics["run"].isin(runs["run"])] if len(ctx.metrics) else ctx.metrics
+    metrics = metrics_of(runs, ctx.metrics)
     grads = gradient_table(metrics) if len(metrics) else pd.DataFrame()
     finished = set(runs["run"])
     without = sorted(finished - set(grads["run"])) if len(grads) else sorted(finished)

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from degradation.analysis.base import Context, Section, probe_section
-from degradation.models import BasicBlock, Block, BottleneckBlock, cifar_net
+from degradation.analysis.base import Context, Section, probe_section, write_probe
+from degradation.models import BasicBlock, BottleneckBlock, Unit, cifar_net
 
-BLOCKS = (Block, BasicBlock, BottleneckBlock)
+BLOCKS = (Unit, BasicBlock, BottleneckBlock)
 
 
 def conv3x3_layers(net: nn.Module) -> list[nn.Conv2d]:
@@ -189,15 +189,8 @@ def report_section(nets: pd.DataFrame) -> str:
 
 def write(nets: pd.DataFrame, layers: pd.DataFrame, out: Path, formats=("png", "pdf")) -> None:
     """init_probes.csv, init_probe_layers.csv, init_probes.{png,pdf}, init_probes.md."""
-    out.mkdir(parents=True, exist_ok=True)
-    nets.to_csv(out / "init_probes.csv", index=False)
-    layers.to_csv(out / "init_probe_layers.csv", index=False)
-    fig = figure(nets)
-    for fmt in formats:
-        fig.savefig(out / f"init_probes.{fmt}", dpi=130)
-    (out / "init_probes.md").write_text(
-        report_section(nets) + "\n![init probes](init_probes.png)\n"
-    )
+    tables = {"init_probes": nets, "init_probe_layers": layers}
+    write_probe(out, "init_probes", tables, figure(nets), report_section(nets), formats)
 
 
 TITLE = "At initialisation: gradients, signal and shattering by depth"

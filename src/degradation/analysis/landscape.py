@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.func import functional_call
 
-from degradation.analysis.base import Context, Section, probe_section
+from degradation.analysis.base import Context, Section, probe_section, write_probe
 
 
 def weight_names(net: nn.Module) -> list[str]:
@@ -174,18 +174,13 @@ def report_section(numbers: pd.DataFrame) -> str:
     )  # fmt: skip
 
 
-def write(one, two, numbers, out: Path, formats=("png", "pdf")) -> None:
+def write(
+    one: pd.DataFrame, two: pd.DataFrame, numbers: pd.DataFrame, out: Path, formats=("png", "pdf")
+) -> None:
     """landscape_1d.csv, landscape_2d.csv, landscape.csv, landscape.{png,pdf}, landscape.md."""
-    out.mkdir(parents=True, exist_ok=True)
-    one.to_csv(out / "landscape_1d.csv", index=False)
-    two.to_csv(out / "landscape_2d.csv", index=False)
-    numbers.to_csv(out / "landscape.csv", index=False)
-    fig = figure(one, two)
-    for fmt in formats:
-        fig.savefig(out / f"landscape.{fmt}", dpi=130)
-    (out / "landscape.md").write_text(
-        report_section(numbers) + "\n![loss landscape](landscape.png)\n"
-    )
+    tables = {"landscape_1d": one, "landscape_2d": two, "landscape": numbers}
+    text = report_section(numbers)
+    write_probe(out, "landscape", tables, figure(one, two), text, formats, "loss landscape")
 
 
 TITLE = "Loss landscape of trained nets"

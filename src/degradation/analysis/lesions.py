@@ -27,18 +27,20 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from degradation.analysis.base import Context, Section, probe_section
-from degradation.models import Block, CifarNet, ZeroPadShortcut
+from degradation.analysis.base import Context, Section, probe_section, write_probe
+from degradation.models import CifarNet, Unit, ZeroPadShortcut
 
 
 class Deleted(nn.Module):
-    """What a deleted block becomes: its shortcut alone (residual) or the identity / option A's
-    map (plain)."""
+    """What a deleted block becomes: its shortcut path (:meth:`Unit.shortcut_path`: the shortcut
+    as the unit weighs it, then a post unit's ReLU) for a residual net, the identity or option A's
+    map, then the ReLU, for a plain one."""
 
-    def __init__(self, block: Block) -> None:
+    def __init__(self, block: Unit) -> None:
         super().__init__()
-        in_channels, out_channels = block.conv1.in_channels, block.conv2.out_channels
+        in_channels, out_channels = block.conv1.in_channels, block.convs()[-1].out_channels
         stride = block.conv1.stride[0]
+        self.unit = [block] if block.shortcut is not None else []  # a list: not a submodule
         if block.shortcut is not None:
             self.map = block.shortcut
         elif stride != 1 or in_channels != out_channels:
@@ -47,15 +49,17 @@ class Deleted(nn.Module):
             self.map = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.unit:
+            return self.unit[0].shortcut_path(x)
         return F.relu(self.map(x))
 
 
-def blocks_of(net: CifarNet) -> list[tuple[int, int, Block]]:
+def blocks_of(net: CifarNet) -> list[tuple[int, int, Unit]]:
     """(stage, index in stage, block) of every block, in forward order."""
     return [(s, j, block) for s, stage in enumerate(net.stages) for j, block in enumerate(stage)]
 
 
-def keeps_shape(block: Block) -> bool:
+def keeps_shape(block: Unit) -> bool:
     """Whether a block's output has its input's shape (not a downsampling block)."""
     return block.conv1.stride == (1, 1) and block.conv1.in_channels == block.conv2.out_channels
 
@@ -183,13 +187,9 @@ def report_section(single: pd.DataFrame, random: pd.DataFrame) -> str:
 
 def write(single: pd.DataFrame, random: pd.DataFrame, out: Path, formats=("png", "pdf")) -> None:
     """lesions_single.csv, lesions_random.csv, lesions.{png,pdf}, lesions.md."""
-    out.mkdir(parents=True, exist_ok=True)
-    single.to_csv(out / "lesions_single.csv", index=False)
-    random.to_csv(out / "lesions_random.csv", index=False)
-    fig = figure(single, random)
-    for fmt in formats:
-        fig.savefig(out / f"lesions.{fmt}", dpi=130)
-    (out / "lesions.md").write_text(report_section(single, random) + "\n![lesions](lesions.png)\n")
+    tables = {"lesions_single": single, "lesions_random": random}
+    text = report_section(single, random)
+    write_probe(out, "lesions", tables, figure(single, random), text, formats)
 
 
 TITLE = "Lesions: deleting blocks of trained nets"

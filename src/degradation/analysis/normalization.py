@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from degradation.analysis.base import Context, Section
-from degradation.analysis.degradation import is_2015_design
+from degradation.analysis.base import Context, Section, table_section
 from degradation.analysis.final_errors import design, mean_std
+from degradation.analysis.select import is_2015_design
 from degradation.analysis.shortcut_variants import outcome
 from degradation.analysis.stats import difference
 from degradation.results import setting_table
@@ -79,8 +79,6 @@ def norm_free_gaps(runs: pd.DataFrame) -> list[dict]:
 
 def section(ctx: Context) -> Section:
     """The table (also normalization.csv)."""
-    table = norm_table(ctx.runs)
-    if table.empty:
-        return Section(TITLE, answered=False, skipped=[f"needs {NEEDS}"])
-    ctx.save_table(table, "normalization")
-    return Section(TITLE, ["Mean ± std over seeds.", "", table.to_markdown(index=False)])
+    return table_section(
+        ctx, TITLE, NEEDS, norm_table(ctx.runs), "normalization", "Mean ± std over seeds."
+    )

@@ -8,17 +8,17 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from degradation.analysis.base import Context, Section
+from degradation.analysis.base import Context, Section, table_section
 from degradation.analysis.final_errors import mean_std
 from degradation.analysis.stats import difference
 from degradation.analysis.style import ZOOM_FROM, seed_band, smooth_train_error, upper_limit
-from degradation.models import PAPER_2016_PREACT
+from degradation.paper import PREACT_2016
 from degradation.results import setting_table
 
 TITLE = "Post- vs pre-activation (He et al. 2016)"
 NEEDS = "nets of one depth with block=post and block=preact (experiment=preact_quick)"
 # He et al. 2016, CIFAR-10 test error (%), post -> full pre-activation, by depth and unit.
-PAPER = PAPER_2016_PREACT
+PAPER = PREACT_2016
 STYLE = {"post": "--", "preact": "-"}
 
 
@@ -112,11 +112,12 @@ def figure(metrics: pd.DataFrame, runs: pd.DataFrame) -> Figure:
 
 def section(ctx: Context) -> Section:
     """The table (also preactivation.csv) and the curves."""
-    table = block_table(ctx.runs)
-    if table.empty:
-        return Section(TITLE, answered=False, skipped=[f"needs {NEEDS}"])
-    ctx.save_table(table, "preactivation")
-    out = Section(TITLE, ["Mean ± std over seeds.", "", table.to_markdown(index=False), ""])
+    out = table_section(
+        ctx, TITLE, NEEDS, block_table(ctx.runs), "preactivation", "Mean ± std over seeds."
+    )
+    if not out.answered:
+        return out
+    out.lines.append("")
     if ctx.metrics.empty:
         out.skipped.append("curves: no metrics")
     else:

@@ -15,12 +15,12 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from degradation.analysis.base import Context, Section
-from degradation.analysis.degradation import comparable
+from degradation.analysis.select import comparable
 from degradation.analysis.style import net_key, net_styles
 from degradation.analysis.trained import WEIGHTS_FILE, load_run
 from degradation.checkpoints import BadFile, report_skip
 from degradation.data import DataUnavailableError
-from degradation.models import BasicBlock, Block, BottleneckBlock, CifarNet, ImageNetNet, Unit
+from degradation.models import BasicBlock, BottleneckBlock, CifarNet, ImageNetNet, Unit
 
 TITLE = "Layer responses (Fig. 7 style)"
 # (Of the nets of the 2015 design: the paper's Fig. 7 compares those.)
@@ -31,10 +31,10 @@ RESPONSES_FILE = "responses.csv"
 def response_layers(net: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
     """The BN after each 3x3 conv, in forward order: the stem, then the blocks' 3x3 layers."""
     if isinstance(net, CifarNet):
-        if any(isinstance(m, Unit) for m in net.modules()):
+        if not net.design.is_2015_block:
             raise TypeError("layer responses are defined for the 2015 unit (block=post, basic)")
         layers = [("stem", net.stem[1])]
-        blocks = [(name, m) for name, m in net.named_modules() if isinstance(m, Block)]
+        blocks = [(name, m) for name, m in net.named_modules() if isinstance(m, Unit)]
         for name, block in blocks:
             layers += [(f"{name}.bn1", block.bn1), (f"{name}.bn2", block.bn2)]
         return layers

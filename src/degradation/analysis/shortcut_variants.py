@@ -10,17 +10,23 @@ import math
 
 import pandas as pd
 
-from degradation.analysis.base import Context, Section
+from degradation.analysis.base import Context, Section, table_section
 from degradation.analysis.final_errors import mean_std
 from degradation.analysis.stats import difference
-from degradation.models import PAPER_2016_TABLE1
+from degradation.data import (
+    CIFAR10DataModule,
+    FashionMNISTDataModule,
+    ImageFolderDataModule,
+    SyntheticDataModule,
+)
+from degradation.designs import DEFAULTS, GATING
+from degradation.paper import TABLE1_2016
 from degradation.results import setting_table
 
 TITLE = "Shortcut variants (He et al. 2016, Table 1 style)"
 NEEDS = "residual nets of one depth with two or more shortcut variants (shortcut_ablation_quick)"
 # Stuck: a finished run whose final training error is within this of chance (1 - 1/classes).
 STUCK_MARGIN = 0.05
-CLASSES = 10  # every data set of the suite has ten classes
 
 
 def setting_label(row: pd.Series) -> str | None:
@@ -33,38 +39,54 @@ def setting_label(row: pd.Series) -> str | None:
         return default if missing else v
 
     if variant == "scaling":
-        both = str(value("scale_branch", True)).lower() in ("true", "1", "1.0")
-        scale = float(value("shortcut_scale", 0.5))
+        both = str(value("scale_branch", DEFAULTS["scale_branch"])).lower() in ("true", "1", "1.0")
+        scale = float(value("shortcut_scale", DEFAULTS["shortcut_scale"]))
         return f"{scale:g}, {'both branches' if both else 'shortcut only'}"
-    if variant in ("exclusive_gating", "shortcut_gating"):
-        return f"bias {float(value('gate_bias', -6.0)):g}"
+    if variant in GATING:
+        return f"bias {float(value('gate_bias', DEFAULTS['gate_bias'])):g}"
     if variant == "dropout":
-        return f"{float(value('shortcut_dropout', 0.5)):g}"
+        return f"{float(value('shortcut_dropout', DEFAULTS['shortcut_dropout'])):g}"
     return None
 
 
+def class_count(data: object) -> int | None:
+    """How many classes the data set named ``data`` (a run's ``data`` column) has, as its data
+    module says (a synthetic set: its default); None where only its files tell (an image
+    folder) or the name is not a data module's."""
+    modules = (
+        CIFAR10DataModule,
+        FashionMNISTDataModule,
+        SyntheticDataModule,
+        ImageFolderDataModule,
+    )
+    found = next((m for m in modules if m.name == data), None)
+    return getattr(found, "num_classes", None) or None
+
+
 def outcome(row: pd.Series) -> str:
-    """A setting's outcome from its setting-table row: diverged, stuck near chance, or trains."""
+    """A setting's outcome from its setting-table row: diverged, stuck near chance (where its
+    data set's class count is known), or trains."""
     statuses = str(row.get("not_finished") or "")
     if "diverged" in statuses:
         return "diverged"
     final = row.get("final_train_error_mean")
     if final is None or pd.isna(final):
         return "no finished run"
-    if final >= 1 - 1 / CLASSES - STUCK_MARGIN:
+    classes = class_count(row.get("data"))
+    if classes and final >= 1 - 1 / classes - STUCK_MARGIN:
         return "stuck near chance"
     return "trains"
 
 
 def paper_table1() -> dict[tuple[str, str | None], str]:
     """The 2016 paper's Table 1 (ResNet-110, CIFAR-10, test error %; "fails" where the paper
-    reports that the net failed to train; :data:`degradation.models.PAPER_2016_TABLE1`), keyed
+    reports that the net failed to train; :data:`degradation.paper.TABLE1_2016`), keyed
     by variant and its setting in words (:func:`setting_label`)."""
     return {
         (options["shortcut_variant"], setting_label(pd.Series(options))): (
             "fails" if error is None else f"{error:.2f}"
         )
-        for options, error in PAPER_2016_TABLE1.values()
+        for options, error in TABLE1_2016.values()
     }
 
 
@@ -144,17 +166,9 @@ def identity_lead(runs: pd.DataFrame) -> list[tuple[str, float, tuple | None]]:
 
 def section(ctx: Context) -> Section:
     """The table (also shortcut_variants.csv)."""
-    table = variant_table(ctx.runs)
-    if table.empty:
-        return Section(TITLE, answered=False, skipped=[f"needs {NEEDS}"])
-    ctx.save_table(table, "shortcut_variants")
-    return Section(
-        TITLE,
-        [
-            "Residual nets that differ only in what sits on the shortcut of their shape-keeping "
-            "blocks, with plain nets of the same depth for reference. Mean ± std over seeds; "
-            f"stuck: a final training error within {100 * STUCK_MARGIN:.0f} points of chance.",
-            "",
-            table.to_markdown(index=False),
-        ],
+    intro = (
+        "Residual nets that differ only in what sits on the shortcut of their shape-keeping "
+        "blocks, with plain nets of the same depth for reference. Mean ± std over seeds; "
+        f"stuck: a final training error within {100 * STUCK_MARGIN:.0f} points of chance."
     )
+    return table_section(ctx, TITLE, NEEDS, variant_table(ctx.runs), "shortcut_variants", intro)

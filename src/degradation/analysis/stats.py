@@ -1,5 +1,6 @@
 """Intervals for comparisons across seeds: Student's t quantile, a mean's interval and Welch's
-interval for a difference of means (no scipy needed)."""
+interval for a difference of means (no scipy needed); the margins every verdict decides by, and
+how a difference and its interval are written."""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def difference(a, b) -> tuple[float, tuple[float, float] | None]:
     return diff, (diff - half, diff + half)
 
 
+# Error differences (in error fraction) up to this count as no difference.
+MARGIN = 0.01
 # With one run per net there is no interval; an error difference must then clear a margin by
 # this much to count (the largest std over seeds of a net's final training error in
 # results/quick_seeds, 3 seeds of the quick preset, is 2.4 points).
@@ -89,3 +92,14 @@ def exceeds(
 def negate(ci: tuple[float, float] | None) -> tuple[float, float] | None:
     """The interval of minus the difference."""
     return None if ci is None else (-ci[1], -ci[0])
+
+
+def points(x: float) -> str:
+    """An error difference in points, signed: ``+1.2 points``."""
+    return f"{100 * x:+.1f} points"
+
+
+def interval(ci: tuple[float, float] | None, missing: str = "") -> str:
+    """A 95% interval of an error difference in points, `` (95% interval -0.4 to +2.1)``;
+    ``missing`` where there is none (one value)."""
+    return missing if ci is None else f" (95% interval {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})"

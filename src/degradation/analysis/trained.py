@@ -9,12 +9,12 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from degradation.analysis.degradation import comparable
+from degradation.analysis.select import comparable
 from degradation.checkpoints import BadFile, net_weights, report_skip, save_atomic
 from degradation.data import DataUnavailableError
 from degradation.models import CifarNet
 from degradation.results import collect
-from degradation.runs import CHECKPOINT_DIR, CONFIG_FILE, FINAL_CHECKPOINT
+from degradation.rundirs import CHECKPOINT_DIR, CONFIG_FILE, FINAL_CHECKPOINT
 
 WEIGHTS_FILE = "weights.pt"
 
