@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from degradation.analysis import (
+    budget,
     convergence,
     degradation,
     final_errors,
@@ -34,6 +35,7 @@ from degradation.analysis.stats import SEED_SPREAD
 # The questions, in report order (the ledger, computed last from their outputs, comes first).
 QUESTIONS = [
     degradation,
+    budget,
     final_errors,
     convergence,
     shortcuts,

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from degradation.analysis import convergence, gradients, responses
+from degradation.analysis import budget, convergence, gradients, responses
 from degradation.analysis.claims.registry import (
     CONTRADICTED,
     ONE_SEED,
@@ -85,35 +85,22 @@ def degradation(s: Sweep) -> Finding:
 
 @claim(
     2,
-    "It is an end state, not slower learning: the deep plain net's curve has flattened and "
-    "still lies above the shallow one",
+    "It is an end state, not slower learning: as training grows, the shallow plain net stops "
+    "improving and the deep plain net stays above it",
     "paper, §4.1 (footnote 3)",
-    figure="fig6.png",
-    definition=f"Flattened: a straight line fitted to the batch errors of the final 20% of the "
-    f"iterations changes by less than {100 * FLAT:.0f} point over that window.",
+    figure="budget.png",
+    definition="End state (training budget): with G_B the deep minus the shallow plain net's "
+    "final training error at budget B and S the shallow net's change from the second-longest "
+    f"to the longest budget, supported when S lies above -{100 * budget.STOPPED:.0f} point (it "
+    "has stopped improving), G at the longest budget above the margin and G's change from the "
+    f"second-longest budget above -{100 * budget.STOPPED:.0f} point (it has stopped shrinking), "
+    "each by its 95% interval over seeds; contradicted when S has stopped and G lies below the "
+    "margin; a sweep of one budget does not decide (a flat curve after a learning-rate drop is "
+    "the schedule's, not an end state).",
 )
 def end_state(s: Sweep) -> Finding:
-    found = depth_rise(s.done, "plain")
-    if found is None or s.done_metrics.empty:
-        return Finding(why="needs finished plain nets of two depths with metrics")
-    plain = s.done[s.done["family"] == "plain"]
-    deep = plain[plain["depth"] == plain["depth"].max()]
-    slopes = [final_slope(s.done_metrics, r) for r in deep["run"]]
-    verdict, text = found
-    measured = (
-        f"plain-{int(deep['depth'].iloc[0])} training error changes "
-        f"{', '.join(points(x) for x in slopes)} over the final 20% (per seed); {text}"
-    )
-    if any(math.isnan(x) for x in slopes):
-        return Finding(measured=measured, why="too few logged steps in the final 20%")
-    if any(abs(x) >= FLAT for x in slopes):
-        why = "not flat in every seed at the end: run longer (long_quick)"
-        return Finding(measured=measured, why=why)
-    if verdict == SUPPORTED:
-        return Finding(SUPPORTED, measured)
-    if verdict == CONTRADICTED:
-        return Finding(CONTRADICTED, measured, "flattened, but not above the shallow net")
-    return Finding(measured=measured, why="flattened, but the depth difference is not decided")
+    reading = budget.read(s.runs)
+    return Finding(reading.verdict, reading.measured, reading.why)
 
 
 @claim(3, "Residual nets of the same depths do not degrade", "paper, §4.2", figure="fig6.png")
