@@ -27,7 +27,8 @@ def composed_name(overrides: list[str]) -> str:
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     data = cfg.hydra.runtime.choices.data
-    return f"{run_name(cfg.model, data, cfg.seed)}-{config_hash(cfg)}"
+    budget = OmegaConf.select(cfg, "schedule.budget", default=None)
+    return f"{run_name(cfg.model, data, cfg.seed, budget)}-{config_hash(cfg)}"
 
 
 def test_there_are_shipped_runs_to_check():

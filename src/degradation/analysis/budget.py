@@ -64,6 +64,8 @@ def linear_interval(
 
 def budget_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The finished plain and residual runs of the paper's design that a budget reading uses."""
+    if not {"status", "family", "depth", "max_steps", "final_train_error"} <= set(runs):
+        return runs.iloc[0:0].assign(family=[], depth=[], max_steps=[], final_train_error=[])
     done = runs[(runs["status"] == "finished") & runs["final_train_error"].notna()]
     done = done[done["family"].isin(["plain", "resnet"])]
     paper = is_2015_design(done)
@@ -145,6 +147,8 @@ def read(runs: pd.DataFrame, residual_fix: bool = False, margin: float = MARGIN)
     fix's (deep plain minus deep residual), by the rule of this module."""
     done = budget_runs(runs)
     budgets = sorted(int(b) for b in done["max_steps"].unique())
+    if not budgets:
+        return Reading(UNDECIDED, "-", "no finished plain or residual runs")
     if len(budgets) < 2:
         return Reading(UNDECIDED, "one budget", f"one budget (run experiment={PRESET})")
     pair = depths(done)

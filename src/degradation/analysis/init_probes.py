@@ -127,7 +127,7 @@ def run_probes(
         (f, n, d) for f in families for n in norms for d in depths
     ):
         torch.manual_seed(seed)
-        net = cifar_net(depth, family == "resnet", "A", width, x.shape[1], num_classes, norm)
+        net = cifar_net(depth, family == "resnet", "A", width, x.shape[1], num_classes, norm=norm)
         result = probe_net(net, x, y, eps, seed)
         key = {"family": family, "norm": norm, "depth": depth}
         nets.append({**key, **{k: v for k, v in result.items() if not isinstance(v, list)}})

@@ -97,19 +97,19 @@ def trained_nets(
     nets, datamodule = {}, None
     for _, run in runs.iterrows():
         try:
-            if export:
-                export_weights(run["path"])
+            if export and (Path(run["path"]) / CHECKPOINT_DIR / FINAL_CHECKPOINT).is_file():
+                export_weights(run["path"])  # where weights.pt alone was shipped, it stays
             net, dm = load_run(run["path"])
         except BadFile as err:
             report_skip(run["run"], err)
+            continue
+        except (FileNotFoundError, DataUnavailableError) as err:
+            print(f"skipping {run['run']}: {err}", file=sys.stderr)
             continue
         except Exception as err:  # noqa: BLE001 - one run's damage must not stop the others
             print(
                 f"skipping {run['run']}: {type(err).__name__}: {first_line(err)}", file=sys.stderr
             )
-            continue
-        except (FileNotFoundError, DataUnavailableError) as err:
-            print(f"skipping {run['run']}: {err}", file=sys.stderr)
             continue
         if not isinstance(net, CifarNet):
             print(f"skipping {run['run']}: not a 6n+2 net", file=sys.stderr)
