@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-make the shipped analyses with the current code: for each folder of results/ that holds a
+
 # ledger (or the folders named), run again the last analyze command its COMMAND.md records and
 # append a line saying when, at which commit and in how long. The training runs are not touched.
 #   bash experiments/reanalyze.sh                 # every results/*/ with a report.md
