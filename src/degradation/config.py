@@ -27,28 +27,23 @@ from degradation.rundirs import run_dir_name, run_name
 # ------------------------------------------------------------------------------------------
 
 
-PlainNetSchema = dataclasses.make_dataclass(
-    "PlainNetSchema",
-    [
+def _cifar_schema(name: str, residual: bool, doc: str) -> type:
+    """The schema of ``model=plain`` or ``model=resnet``: the builder, depth, residual, width,
+    and the fields of the design options (:func:`degradation.designs.schema_fields`)."""
+    fields = [
         ("_target_", str, field(default="degradation.models.cifar_net")),
         ("depth", int, field(default=20)),
-        ("residual", bool, field(default=False)),
+        ("residual", bool, field(default=residual)),
         ("width", int, field(default=16)),
-        *schema_fields(residual=False),  # norm, block, unit, init (degradation.designs)
-    ],
+        *schema_fields(residual),
+    ]
+    return dataclasses.make_dataclass(name, fields, namespace={"__doc__": doc})
+
+
+PlainNetSchema = _cifar_schema("PlainNetSchema", False, "``model=plain``: no shortcuts.")
+ResNetSchema = _cifar_schema(
+    "ResNetSchema", True, "``model=resnet|resnet_b|resnet_c``: the 6n+2 family, shortcut A, B or C."
 )
-PlainNetSchema.__doc__ = "``model=plain``: the 6n+2 family without shortcuts."
-ResNetSchema = dataclasses.make_dataclass(
-    "ResNetSchema",
-    [
-        ("_target_", str, field(default="degradation.models.cifar_net")),
-        ("depth", int, field(default=20)),
-        ("residual", bool, field(default=True)),
-        ("width", int, field(default=16)),
-        *schema_fields(residual=True),  # and shortcut, shortcut_variant and its settings
-    ],
-)
-ResNetSchema.__doc__ = "``model=resnet|resnet_b|resnet_c``: the 6n+2 family, shortcut A, B or C."
 
 
 @dataclass
