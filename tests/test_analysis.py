@@ -142,7 +142,7 @@ def test_verdict_finds_degradation_and_the_residual_fix(tmp_path):
     text = verdict_text(verdict)
     assert "**Degradation: yes.**" in text and "**Residual fix: yes.**" in text
     assert "+10.0 points" in text or "+9.9 points" in text or "+10.1 points" in text
-    assert "reproduces the paper's result" in text
+    assert "residual nets of the same depth do not, as in the paper" in text
 
 
 def test_verdict_without_degradation(tmp_path):

@@ -234,9 +234,12 @@ def verdict_text(verdict: Verdict) -> str:
         word = "not measurable" if not verdict.gaps else WORDS[verdict.residual_fix]
         lines.append(f"**Residual fix: {word}.** {trend}{gap}")
     if verdict.reproduced:
+        steps = verdict.group.get("max_steps")
+        after = f"After {int(steps)} iterations" if steps is not None and steps == steps else "Here"
         summary = (
-            "The sweep reproduces the paper's result: deeper plain nets train worse, residual "
-            "nets of the same depth do not."
+            f"{after}, deeper plain nets train worse and residual nets of the same depth do not, "
+            "as in the paper. Whether that is where training ends is decided on the "
+            "training-budget axis (claim 2; experiment=budget_quick), not by one length."
         )
     else:
         summary = "The sweep does not reproduce the paper's result in full (see above)."
