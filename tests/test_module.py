@@ -83,3 +83,18 @@ def test_auto_precision_on_cpu_uses_bf16_only_with_amx(monkeypatch, amx, expecte
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     assert auto_precision("auto") == expected
     assert auto_precision("cpu") == expected
+
+
+def test_evaluation_time_is_counted_and_carried_across_a_resume():
+    module = DegradationModule(cifar_net(8, False), optimizer=torch.optim.SGD)
+    module.on_validation_epoch_start()
+    module.on_validation_epoch_end()
+    assert module.eval_time() > 0
+    checkpoint: dict = {}
+    module._eval_seconds = 2.5
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["eval_time_s"] == 2.5
+    resumed = DegradationModule(cifar_net(8, False), optimizer=torch.optim.SGD)
+    resumed.on_load_checkpoint(checkpoint)
+    resumed._eval_seconds = 1.0  # evaluations after the resume add to the earlier attempts'
+    assert resumed.eval_time() == 3.5

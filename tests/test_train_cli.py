@@ -35,6 +35,8 @@ def test_training_run_leaves_metrics_and_summary_and_learns(tmp_path):
     assert summary["data"] == "synthetic" and summary["seed"] == 3
     assert summary["final_test_error"] == pytest.approx(evals["test_error"].iloc[-1])
     assert summary["final_train_error"] < 0.5 and summary["wall_time_s"] > 0
+    # the three evaluations' time is recorded, and is a part of the training time
+    assert 0 < summary["eval_time_s"] < summary["wall_time_s"]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "checkpoints" / "final.ckpt").is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file()

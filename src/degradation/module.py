@@ -88,6 +88,9 @@ class DegradationModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self._wall_before = 0.0  # training time of earlier attempts, from the checkpoint
+        self._eval_before = 0.0  # of which evaluation, likewise
+        self._eval_seconds = 0.0  # evaluation time in this process
+        self._eval_start: float | None = None
         # the run's books kept in its checkpoints too (started_at, attempts): they outlive a
         # damaged summary.json
         self.run_record: dict[str, object] = {}
@@ -138,6 +141,14 @@ class DegradationModule(L.LightningModule):
             for buffer in self.net.buffers():
                 torch.distributed.broadcast(buffer, src=0)
 
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start = time.perf_counter()
+
+    def on_validation_epoch_end(self) -> None:
+        if self._eval_start is not None:
+            self._eval_seconds += time.perf_counter() - self._eval_start
+            self._eval_start = None
+
     def on_fit_start(self) -> None:
         self._session_start = time.perf_counter()
 
@@ -149,8 +160,13 @@ class DegradationModule(L.LightningModule):
         """Seconds spent training this run, over all attempts (up to their last checkpoints)."""
         return self._wall_before + self.session_time()
 
+    def eval_time(self) -> float:
+        """Seconds of :meth:`wall_time` spent evaluating (periodic and final evaluations)."""
+        return self._eval_before + self._eval_seconds
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["wall_time_s"] = self.wall_time()
+        checkpoint["eval_time_s"] = self.eval_time()
         checkpoint["run_record"] = dict(self.run_record)
         # Every row up to this step goes to disk before the checkpoint does: a run resumed from
         # the checkpoint then continues its metrics file without a gap.
@@ -161,6 +177,7 @@ class DegradationModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._wall_before = float(checkpoint.get("wall_time_s", 0.0))
+        self._eval_before = float(checkpoint.get("eval_time_s", 0.0))
 
     def _eval_name(self, dataloader_idx: int) -> str:
         datamodule = getattr(self.trainer, "datamodule", None)

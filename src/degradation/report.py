@@ -63,6 +63,15 @@ def runs_overview(runs: pd.DataFrame) -> pd.DataFrame:
             "note": [_run_note(r) for _, r in runs.iterrows()],
         }
     )
+    if "eval_time_s" in runs and runs["eval_time_s"].notna().any():  # recorded since issue 21
+        # summaries are untrusted: a value that is not a number shows as blank
+        seconds = {
+            k: pd.to_numeric(runs[k], errors="coerce") for k in ("eval_time_s", "wall_time_s")
+        }
+        share = 100 * seconds["eval_time_s"] / seconds["wall_time_s"]
+        view.insert(
+            view.columns.get_loc("wall time (s)") + 1, "of which evaluating (%)", share.round(1)
+        )
     return view
 
 

@@ -235,6 +235,7 @@ def _train(cfg: DictConfig, run_dir: Path, previous: dict, rank_zero: bool) -> d
         status="finished",
         steps=int(trainer.global_step),
         wall_time_s=round(wall, 2),
+        eval_time_s=round(module.eval_time(), 2),
         iterations_per_s=round((trainer.global_step - resumed_step) / module.session_time(), 3),
         finished_at=_now(),
         **final_metrics(metrics_logger.frame()),
