@@ -30,7 +30,7 @@ from degradation.analysis import (
     shortcuts,
 )
 from degradation.analysis.base import Context, Section, stderr_progress
-from degradation.analysis.stats import SEED_SPREAD
+from degradation.analysis.stats import MIN_SEEDS
 
 # The questions, in report order (the ledger, computed last from their outputs, comes first).
 QUESTIONS = [
@@ -117,8 +117,8 @@ def definitions() -> list[str]:
         "5% of the iterations; 'last 20%' is its mean over the last fifth.",
         "- Test error is measured on the whole test set after the last iteration.",
         f"- Verdict: a difference of at most {100 * degradation.MARGIN:.0f} point counts as no "
-        "change; with two or more seeds a verdict needs the 95% interval on one side of it, "
-        f"with one seed the value {100 * SEED_SPREAD:.0f} points beyond it.",
+        f"change; a verdict needs {MIN_SEEDS} or more seeds per net and the 95% interval on one "
+        "side of it (with fewer seeds: not decided).",
         f"- A per-layer gradient norm below {gradients.VANISH_RATIO:g} times the largest counts "
         "as vanished.",
         *[f"- Ledger: {d}" for d in ledger.DEFINITIONS],

@@ -18,7 +18,7 @@ S = shallow(B_k) - shallow(B_k-1):
 - otherwise not decided, naming the condition that failed.
 
 Each condition is one-sided at 97.5% (the lower or upper end of a 95% interval); a condition
-that needs an interval is not met with one seed.
+that needs an interval is not met without one (fewer than three seeds per net, or no spread).
 """
 
 from __future__ import annotations
@@ -32,34 +32,24 @@ from matplotlib.figure import Figure
 
 from degradation.analysis.base import Context, Section
 from degradation.analysis.select import is_2015_design
-from degradation.analysis.stats import MARGIN, interval, mean_interval, points, t975
+from degradation.analysis.stats import (
+    CONTRADICTED,
+    MARGIN,
+    SUPPORTED,
+    UNDECIDED,
+    Reading,
+    interval,
+    mean_interval,
+    no_interval,
+    points,
+    signed_sum,
+)
 
 TITLE = "Does the gap persist with more training? (training budget)"
 NEEDS = "finished plain nets of two depths (and residual twins) at two or more budgets"
 PRESET = "budget_quick"
 # "Stopped improving" / "stopped shrinking": a change with doubled budget above -1 point.
 STOPPED = 0.01
-SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not decided"
-
-
-def linear_interval(
-    groups: list[np.ndarray], signs: list[float]
-) -> tuple[float, tuple[float, float] | None]:
-    """sum(sign * mean(group)) over independent groups, and its 95% Welch-Satterthwaite t
-    interval (None when a group has fewer than two values)."""
-    groups = [np.asarray(g, dtype=float)[~np.isnan(np.asarray(g, dtype=float))] for g in groups]
-    if any(len(g) == 0 for g in groups):
-        return math.nan, None
-    value = float(sum(s * g.mean() for g, s in zip(groups, signs, strict=True)))
-    if any(len(g) < 2 for g in groups):
-        return value, None
-    parts = [g.var(ddof=1) / len(g) for g in groups]
-    var = sum(parts)
-    if var == 0:
-        return value, None  # identical seeds show no spread: no interval to decide with
-    dof = var**2 / sum(p**2 / (len(g) - 1) for p, g in zip(parts, groups, strict=True))
-    half = t975(dof) * math.sqrt(var)
-    return value, (value - half, value + half)
 
 
 def budget_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -110,19 +100,10 @@ def gap(runs: pd.DataFrame, name: str, first: tuple, second: tuple, budgets: lis
     budget."""
     values, cis = [], []
     for b in budgets:
-        value, ci = linear_interval([errors(runs, *first, b), errors(runs, *second, b)], [1, -1])
+        value, ci = signed_sum([errors(runs, *first, b), errors(runs, *second, b)], [1, -1])
         values.append(value)
         cis.append(ci)
     return Gap(name, budgets, values, cis)
-
-
-@dataclass
-class Reading:
-    """The budget reading of one gap: verdict, what was measured, why."""
-
-    verdict: str
-    measured: str
-    why: str = ""
 
 
 def _above(ci: tuple[float, float] | None, level: float) -> bool:
@@ -169,13 +150,13 @@ def read(runs: pd.DataFrame, residual_fix: bool = False, margin: float = MARGIN)
         return Reading(
             UNDECIDED, "-", f"needs {label.split(' minus ')[1]} at budgets {before} and {last}"
         )
-    stop, stop_ci = linear_interval(
+    stop, stop_ci = signed_sum(
         [errors(done, *stop_net, last), errors(done, *stop_net, before)], [1, -1]
     )
     a, b = [errors(done, "plain", deep, x) for x in (last, before)]
     c, d = [errors(done, *(("resnet", deep) if residual_fix else ("plain", shallow)), x)
             for x in (last, before)]  # fmt: skip
-    trend, trend_ci = linear_interval([a, c, b, d], [1, -1, -1, 1])
+    trend, trend_ci = signed_sum([a, c, b, d], [1, -1, -1, 1])
     end, end_ci = g.values[-1], g.intervals[-1]
     net_name = f"{stop_net[0]}-{stop_net[1]}"
     measured = (
@@ -188,8 +169,11 @@ def read(runs: pd.DataFrame, residual_fix: bool = False, margin: float = MARGIN)
         return Reading(SUPPORTED, measured)
     if stopped and _below(end_ci, margin):
         return Reading(CONTRADICTED, measured)
-    if stop_ci is None:
-        why = "one seed per net: no interval (run 3 seeds)"
+    if stop_ci is None or end_ci is None or trend_ci is None:
+        groups = [
+            errors(done, *net, x) for net in [("plain", deep), stop_net] for x in (last, before)
+        ]
+        why = no_interval(*groups) or "no interval"
     elif not stopped:
         why = f"{net_name} still improves with budget (train a longer budget)"
     elif not _above(end_ci, margin):

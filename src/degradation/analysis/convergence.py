@@ -1,9 +1,9 @@
 """Convergence speed and generalization gap, per net and across seeds.
 
-- Speed: the iterations until the running mean (over 5% of the run) of the batch training error
-  first comes within 5 points of the run's own final training error: how soon a net gets close
-  to where it ends, whatever level that is (a common threshold would favour the net that ends
-  lower).
+- Speed: the early training error, the mean of the running batch training error (over 5% of the
+  run) at fixed fractions of the iterations before the first learning-rate drop. Before the drop
+  the schedule has not yet flattened any curve, and a net stuck near chance scores badly rather
+  than "converging" at once to where it stays.
 - Generalization gap: final test error minus final training error.
 """
 
@@ -17,45 +17,60 @@ from degradation.analysis.select import comparable, comparable_metrics
 TITLE = "Convergence and generalization, per net"
 NEEDS = "finished runs with metrics"
 SPEED_WINDOW = 0.05  # running mean over this fraction of the run
-THRESHOLD_ABOVE = 0.05  # "close": within this much of the run's own final training error
+# Where the early training error is read: these fractions of the steps before the first drop.
+EARLY_FRACTIONS = (0.25, 0.5, 0.75)
+# A net that ends at or above this training error is stuck: its speed is not compared.
+STUCK_ERROR = 0.5
 
 
-def iterations_to(metrics: pd.DataFrame, run: str, threshold: float, max_steps: int) -> float:
-    """Iterations until the run's running training error first reaches ``threshold`` (its
-    ``max_steps`` if it never does)."""
-    window = max(1, int(SPEED_WINDOW * max_steps))
+def first_drop(rows: pd.DataFrame, max_steps: int) -> int:
+    """The first step at which the logged learning rate falls below its highest value so far
+    (after any warm-up); ``max_steps`` when it never does or was not logged."""
+    if "lr" not in rows:
+        return max_steps
+    lr = rows.dropna(subset=["lr"]).sort_values("step")
+    fell = lr[lr["lr"] < 0.999 * lr["lr"].cummax()]
+    return int(fell["step"].iloc[0]) if len(fell) else max_steps
+
+
+def early_error(metrics: pd.DataFrame, run: str, max_steps: int) -> float:
+    """The run's running training error at :data:`EARLY_FRACTIONS` of the steps before its
+    first learning-rate drop, averaged (NaN without enough logged steps)."""
     rows = metrics[(metrics["run"] == run) & metrics["train_error"].notna()].sort_values("step")
-    curve = rows.set_index("step")["train_error"].rolling(window, min_periods=window).mean()
-    hit = curve[curve <= threshold]
-    return float(hit.index[0]) if len(hit) else float(max_steps)
+    if rows.empty:
+        return float("nan")
+    drop = first_drop(rows, max_steps)
+    window = max(1, int(SPEED_WINDOW * max_steps))
+    curve = rows.set_index("step")["train_error"].rolling(window, min_periods=1).mean()
+    values = [curve[curve.index <= f * drop] for f in EARLY_FRACTIONS]
+    return (
+        float(sum(v.iloc[-1] for v in values) / len(values))
+        if all(len(v) for v in values)
+        else float("nan")
+    )
 
 
 def per_run(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """Each finished run's iterations to within 5 points of its final training error, and its
-    generalization gap."""
+    """Each finished run's early training error and its generalization gap."""
     done = runs[(runs["status"] == "finished") & runs["final_train_error"].notna()]
     return done.assign(
-        iterations_to=[
-            iterations_to(
-                metrics, r["run"], r["final_train_error"] + THRESHOLD_ABOVE, int(r["max_steps"])
-            )
-            for _, r in done.iterrows()
+        early_error=[
+            early_error(metrics, r["run"], int(r["max_steps"])) for _, r in done.iterrows()
         ],
         gap=done["final_test_error"] - done["final_train_error"],
     )
 
 
 def table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per family and depth: seeds, iterations to within 5 points of the final training error
-    and the gap (mean, std)."""
+    """Per family and depth: seeds, early training error and the gap (mean, std)."""
     done = runs[(runs["status"] == "finished") & runs["final_train_error"].notna()]
     if done.empty or metrics.empty:
         return pd.DataFrame()
     rows = per_run(done, metrics)
     stats = rows.groupby(["family", "depth"]).agg(
         seeds=("run", "size"),
-        iterations_mean=("iterations_to", "mean"),
-        iterations_std=("iterations_to", "std"),
+        early_mean=("early_error", "mean"),
+        early_std=("early_error", "std"),
         gap_mean=("gap", "mean"),
         gap_std=("gap", "std"),
     )
@@ -72,9 +87,9 @@ def section(ctx: Context) -> Section:
     shown = pd.DataFrame({
         "net": stats["family"] + "-" + stats["depth"].astype(str),
         "seeds": stats["seeds"],
-        "iterations to within 5 points of its end": [
-            f"{m:.0f}" + ("" if pd.isna(s) else f" ± {s:.0f}")
-            for m, s in zip(stats["iterations_mean"], stats["iterations_std"], strict=True)
+        "early training error (before the first lr drop)": [
+            f"{100 * m:.1f}%" + ("" if pd.isna(s) else f" ± {100 * s:.1f}")
+            for m, s in zip(stats["early_mean"], stats["early_std"], strict=True)
         ],
         "test minus train error": [
             f"{100 * m:+.1f}" + ("" if pd.isna(s) else f" ± {100 * s:.1f}") + " points"

@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 
 from degradation.analysis.base import Context, Section
 from degradation.analysis.select import GROUP_COLUMNS, comparable, comparable_metrics, left_out
-from degradation.analysis.stats import MARGIN, SEED_SPREAD, compare, difference, interval, points
+from degradation.analysis.stats import MARGIN, MIN_SEEDS, compare, difference, interval, points
 from degradation.analysis.style import (
     FAMILY_ORDER,
     FAMILY_TITLES,
@@ -247,9 +247,9 @@ def verdict_text(verdict: Verdict) -> str:
         summary
         + (
             f" Intervals are 95% Welch t intervals over {seeds} seeds per net."
-            if seeds > 1
-            else f" One seed per net: no intervals, so a difference counts only when it clears "
-            f"the margin by {100 * SEED_SPREAD:.0f} more points (run more seeds for intervals)."
+            if seeds >= MIN_SEEDS
+            else f" {seeds} seed(s) per net: no intervals, so no difference is decided (a "
+            f"verdict needs {MIN_SEEDS} seeds per net; experiment=quick_seeds)."
         )
     )
     return "\n\n".join(lines)

@@ -27,16 +27,17 @@ from degradation.analysis.claims.probes import (
     LESION_SMALL,
     SHARPNESS_RATIO,
 )
-from degradation.analysis.claims.training import FLAT, RESPONSE_MARGIN, SPEED_MARGIN
+from degradation.analysis.convergence import EARLY_FRACTIONS, STUCK_ERROR
 from degradation.analysis.gradients import VANISH_RATIO
-from degradation.analysis.stats import MARGIN, SEED_SPREAD, difference, t975
+from degradation.analysis.responses import RESPONSE_MARGIN
+from degradation.analysis.stats import MARGIN, MIN_SEEDS, difference, t975
 
 __all__ = [
     "CONTRADICTED",
     "CORRELATION_MARGIN",
     "DEFINITIONS",
     "EXPLODE_LOG",
-    "FLAT",
+    "EARLY_FRACTIONS",
     "LESION_LARGE",
     "LESION_SMALL",
     "MARGIN",
@@ -44,9 +45,9 @@ __all__ = [
     "NORM_FREE_MARGIN",
     "PROBES",
     "RESPONSE_MARGIN",
-    "SEED_SPREAD",
+    "MIN_SEEDS",
     "SHARPNESS_RATIO",
-    "SPEED_MARGIN",
+    "STUCK_ERROR",
     "SUPPORTED",
     "TITLE",
     "UNDECIDED",

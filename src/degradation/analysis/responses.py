@@ -16,6 +16,15 @@ from torch import nn
 
 from degradation.analysis.base import Context, Section
 from degradation.analysis.select import comparable
+from degradation.analysis.stats import (
+    MIN_SEEDS,
+    UNDECIDED,
+    Reading,
+    compare,
+    mean_interval,
+    no_interval,
+    reading,
+)
 from degradation.analysis.style import net_key, net_styles
 from degradation.analysis.trained import WEIGHTS_FILE, load_run
 from degradation.checkpoints import BadFile, report_skip
@@ -26,6 +35,8 @@ TITLE = "Layer responses (Fig. 7 style)"
 # (Of the nets of the 2015 design: the paper's Fig. 7 compares those.)
 NEEDS = "finished runs with final weights (checkpoints/final.ckpt or weights.pt) or responses.csv"
 RESPONSES_FILE = "responses.csv"
+# Residual responses count as smaller when their ratio to the plain ones is below 1 - this.
+RESPONSE_MARGIN = 0.05
 
 
 def response_layers(net: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
@@ -181,28 +192,59 @@ def _median_by_net(responses: pd.DataFrame) -> pd.Series:
     return responses.groupby("net")["std"].median()
 
 
+def paired_ratios(responses: pd.DataFrame) -> tuple[int, pd.Series] | None:
+    """At the deepest depth with both families: per seed, the median over the layers of the
+    residual over the plain net's response std, layer by layer (seed s of each family); None
+    without such a depth."""
+    depths = set(responses.loc[responses["family"] == "plain", "depth"]) & set(
+        responses.loc[responses["family"] == "resnet", "depth"]
+    )
+    if not depths:
+        return None
+    depth = max(depths)
+    at = responses[responses["depth"] == depth]
+    table = at.pivot_table(index=["seed", "layer"], columns="family", values="std")
+    table = table.dropna(subset=["plain", "resnet"])
+    ratios = (table["resnet"] / table["plain"]).groupby(level="seed").median()
+    return int(depth), ratios
+
+
+def smaller(responses: pd.DataFrame) -> Reading:
+    """Claim 11's reading: are the residual net's layer responses smaller than the plain
+    net's, by more than :data:`RESPONSE_MARGIN` (the 95% interval over seeds of the paired
+    ratio)?"""
+    found = paired_ratios(responses)
+    if found is None:
+        return Reading(UNDECIDED, "-", "needs plain and residual nets of a common depth")
+    depth, ratios = found
+    logs = np.log(ratios.to_numpy(float))
+    mean, ci = mean_interval(logs, MIN_SEEDS)
+    medians = responses[responses["depth"] == depth].groupby("family")["std"].median()
+    measured = (
+        f"median layer response at depth {depth}: plain {medians['plain']:.3g}, residual "
+        f"{medians['resnet']:.3g}; residual over plain, layer by layer: {np.exp(mean):.3f}"
+        + ("" if ci is None else f" (95% interval {np.exp(ci[0]):.3f} to {np.exp(ci[1]):.3f})")
+        + f" over {len(logs)} seed pair(s)"
+    )
+    # smaller by the margin: -log(ratio) above -log(1 - margin)
+    found = compare(-mean, None if ci is None else (-ci[1], -ci[0]), -np.log(1 - RESPONSE_MARGIN))
+    why = no_interval(logs) or f"not smaller by {100 * RESPONSE_MARGIN:.0f}% beyond doubt"
+    return reading(found, measured, why, f"not smaller by {100 * RESPONSE_MARGIN:.0f}%")
+
+
 def responses_text(responses: pd.DataFrame) -> str:
-    """Median layer response per net, and deepest residual vs deepest plain."""
+    """Median layer response per net, and the paired reading at the deepest common depth (the
+    same words as the ledger's claim 11)."""
     medians = _median_by_net(responses)
     order = sorted(medians.index, key=net_key)
     listed = ", ".join(f"{n} {medians[n]:.3f}" for n in order)
     text = f"Median std of the 3x3 layers' responses: {listed}."
-    deepest = {}
-    for family in ("plain", "resnet"):
-        nets = [n for n in order if n.startswith(family + "-")]
-        if nets:
-            deepest[family] = nets[-1]
-    if len(deepest) == 2:
-        p, r = deepest["plain"], deepest["resnet"]
-        ratio = medians[r] / medians[p]
+    if paired_ratios(responses) is not None:
+        found = smaller(responses)
+        why = f" ({found.why})" if found.why else ""
         text += (
-            f" The deepest residual net's median response is {ratio:.2f} times that of the "
-            f"deepest plain net ({r} {medians[r]:.3f} vs {p} {medians[p]:.3f}): "
-            + (
-                "residual responses are smaller, as in the paper's Fig. 7."
-                if ratio < 1
-                else "residual responses are not smaller, unlike the paper's Fig. 7."
-            )
+            f" Residual responses smaller than plain (Fig. 7): **{found.verdict}**{why}. "
+            f"{found.measured}."
         )
     return text
 

@@ -1,92 +1,131 @@
-"""Intervals for comparisons across seeds: Student's t quantile, a mean's interval and Welch's
-interval for a difference of means (no scipy needed); the margins every verdict decides by, and
-how a difference and its interval are written."""
+"""Decisions across seeds with a stated error rate: Student's t quantiles (scipy), the 95% interval
+of a mean and the Welch-Satterthwaite interval of a difference (or any signed sum) of means, the
+margin every verdict decides by, and how a difference and its interval are written.
+
+How a comparing verdict is made (one home for it, :func:`compare`): a difference decides only
+when it has a 95% interval, that is when every net it compares has at least ``MIN_SEEDS`` seeds
+with some spread between them, and the interval lies on one side of the margin. Each such
+verdict is a one-sided decision with an error rate of at most 2.5% when the truth sits exactly on
+the margin (less elsewhere), per ledger row; no correction for the number of rows is made.
+Fewer seeds never decide: one seed cannot show its own seed-to-seed spread, and a band borrowed
+from another setting would not hold its coverage there.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats as scipy_stats
+
+SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not decided"
+# Confidence level of every interval; each side of it is a 2.5% one-sided decision.
+LEVEL = 0.95
+# Error differences (in error fraction) up to this count as no difference.
+MARGIN = 0.01
+# Seeds (runs) per net that a deciding interval needs. With two, Welch's interval has one or two
+# degrees of freedom and its width rests on two numbers per net; three is the least the
+# calibration test (tests/test_stats.py) shows to keep the stated error and gain power.
+MIN_SEEDS = 3
+# A net whose seeds all end at exactly the same error of 0 or 1 (every image right, or every one
+# wrong) has nothing to spread: its std is taken as this (0.1 point) rather than 0, so that the
+# interval keeps a width. Equal values anywhere else mean duplicated runs: no interval.
+RESOLUTION = 0.001
+
+
+def t_quantile(dof: float, level: float = LEVEL) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``dof`` (real) degrees of freedom."""
+    return float(scipy_stats.t.ppf(0.5 + level / 2, dof))
 
 
 def t975(dof: float) -> float:
-    """The 97.5% quantile of Student's t with ``dof`` degrees of freedom: exact at 1 and 2,
-    interpolated in log between them, and a four-term Cornish-Fisher expansion in 1/dof from 2
-    on (within 1% of the exact value)."""
-    one, two = math.tan(0.475 * math.pi), 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))
-    if dof <= 1:
-        return one
-    if dof <= 2:
-        return math.exp(math.log(one) + (dof - 1) * (math.log(two) - math.log(one)))
-    z, v = 1.959963984540054, float(dof)
-    return (
-        z
-        + (z**3 + z) / (4 * v)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
-        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
-    )
+    """The 97.5% quantile of Student's t with ``dof`` degrees of freedom."""
+    return t_quantile(dof, 0.95)
 
 
-def mean_interval(values) -> tuple[float, tuple[float, float] | None]:
-    """The mean of ``values`` and its 95% t interval (None with fewer than two values)."""
+def _clean(values) -> np.ndarray:
     values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
+    return values[~np.isnan(values)]
+
+
+def _variance(values: np.ndarray) -> float:
+    """The variance over seeds, with :data:`RESOLUTION` for a group all at 0 or all at 1, and 0
+    for other equal values."""
+    var = float(values.var(ddof=1))
+    if var > 0 or values[0] not in (0.0, 1.0):
+        return var
+    return RESOLUTION**2
+
+
+def no_interval(*groups, min_seeds: int = MIN_SEEDS) -> str:
+    """Why these groups (one per net) give no deciding interval, or "" when they do."""
+    groups = [_clean(g) for g in groups]
+    fewest = min((len(g) for g in groups), default=0)
+    if fewest == 0:
+        return "a net has no finished run"
+    if fewest == 1:
+        return f"one seed per net: no interval (needs {min_seeds} seeds per net)"
+    if fewest < min_seeds:
+        return f"{fewest} seeds per net: too few to decide (needs {min_seeds})"
+    if any(_variance(g) == 0 for g in groups):
+        return "a net's seeds end at identical values (duplicated runs?): no interval"
+    return ""
+
+
+def signed_sum(
+    groups: Sequence, signs: Sequence[float], min_seeds: int = MIN_SEEDS
+) -> tuple[float, tuple[float, float] | None]:
+    """sum(sign * mean(group)) over independent groups, and its 95% Welch-Satterthwaite t
+    interval; None when :func:`no_interval` gives a reason (too few seeds, no spread)."""
+    groups = [_clean(g) for g in groups]
+    if any(len(g) == 0 for g in groups):
+        return math.nan, None
+    value = float(sum(s * g.mean() for g, s in zip(groups, signs, strict=True)))
+    if no_interval(*groups, min_seeds=min_seeds):
+        return value, None
+    parts = [_variance(g) / len(g) for g in groups]
+    var = sum(parts)
+    dof = var**2 / sum(p**2 / (len(g) - 1) for p, g in zip(parts, groups, strict=True))
+    half = t975(dof) * math.sqrt(var)
+    return value, (value - half, value + half)
+
+
+def difference(a, b, min_seeds: int = MIN_SEEDS) -> tuple[float, tuple[float, float] | None]:
+    """mean(a) - mean(b), and its 95% Welch t interval (None with fewer than ``min_seeds``
+    values on a side, or no spread on either)."""
+    return signed_sum([a, b], [1, -1], min_seeds)
+
+
+def mean_interval(values, min_seeds: int = 2) -> tuple[float, tuple[float, float] | None]:
+    """The mean of ``values`` and its 95% t interval (for display: None with fewer than
+    ``min_seeds`` values or no spread)."""
+    values = _clean(values)
     if len(values) == 0:
         return math.nan, None
     mean = float(values.mean())
-    if len(values) < 2:
+    if no_interval(values, min_seeds=min_seeds):
         return mean, None
-    half = t975(len(values) - 1) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    half = t975(len(values) - 1) * math.sqrt(_variance(values) / len(values))
     return mean, (mean - half, mean + half)
 
 
-def difference(a, b) -> tuple[float, tuple[float, float] | None]:
-    """mean(a) - mean(b), and its 95% Welch t interval when both have two or more values."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    if len(a) == 0 or len(b) == 0:
-        return math.nan, None
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return diff, None
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return diff, (diff, diff)
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = t975(dof) * se
-    return diff, (diff - half, diff + half)
-
-
-# Error differences (in error fraction) up to this count as no difference.
-MARGIN = 0.01
-# With one run per net there is no interval; an error difference must then clear a margin by
-# this much to count (the largest std over seeds of a net's final training error in
-# results/quick_seeds, 3 seeds of the quick preset, is 2.4 points).
-SEED_SPREAD = 0.03
-
-
-def compare(
-    diff: float, ci: tuple[float, float] | None, margin: float, spread: float = SEED_SPREAD
-) -> bool | None:
-    """Is ``diff`` above ``margin``? True or False when the interval lies on one side of it;
-    without an interval (one value), when the value is more than ``spread`` away from it; None
-    otherwise (not decided)."""
-    low, high = ci if ci is not None else (diff - spread, diff + spread)
-    if low > margin:
+def compare(diff: float, ci: tuple[float, float] | None, margin: float) -> bool | None:
+    """Is ``diff`` above ``margin``? True when its interval lies above it, False when the
+    interval lies at or below it, None otherwise and without an interval (not decided)."""
+    if ci is None or math.isnan(diff):
+        return None
+    if ci[0] > margin:
         return True
-    if high <= margin:
+    if ci[1] <= margin:
         return False
     return None
 
 
-def exceeds(
-    diff: float, ci: tuple[float, float] | None, margin: float, spread: float = SEED_SPREAD
-) -> bool:
-    """Is ``diff`` clearly above ``margin``: its interval's lower end, or with one value (no
-    interval) the value itself less ``spread`` (the seed-to-seed spread one value cannot show)?"""
-    return (ci[0] if ci is not None else diff - spread) > margin
+def exceeds(diff: float, ci: tuple[float, float] | None, margin: float) -> bool:
+    """Is ``diff`` clearly above ``margin`` (its interval's lower end above it)?"""
+    return compare(diff, ci, margin) is True
 
 
 def negate(ci: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -99,7 +138,30 @@ def points(x: float) -> str:
     return f"{100 * x:+.1f} points"
 
 
+def interval_or_why(ci: tuple[float, float] | None, *groups) -> str:
+    """:func:`interval` where there is one, else why not (:func:`no_interval` of ``groups``)."""
+    why = no_interval(*groups) if ci is None else ""
+    return interval(ci) if ci is not None else (f" ({why})" if why else "")
+
+
 def interval(ci: tuple[float, float] | None, missing: str = "") -> str:
     """A 95% interval of an error difference in points, `` (95% interval -0.4 to +2.1)``;
-    ``missing`` where there is none (one value)."""
+    ``missing`` where there is none."""
     return missing if ci is None else f" (95% interval {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A rule's answer: its verdict, what was measured (in words) and why (not decided)."""
+
+    verdict: str
+    measured: str
+    why: str = ""
+
+
+def reading(found: bool | None, measured: str, why: str = "", against: str = "") -> Reading:
+    """The :class:`Reading` of a :func:`compare` result: supported (True), contradicted (False,
+    with ``against`` as its why), not decided (None, with ``why``)."""
+    if found is None:
+        return Reading(UNDECIDED, measured, why)
+    return Reading(SUPPORTED, measured) if found else Reading(CONTRADICTED, measured, against)

@@ -12,19 +12,29 @@ from typing import NamedTuple
 import pandas as pd
 
 from degradation.analysis.select import comparable, metrics_of
-from degradation.analysis.stats import MARGIN, SEED_SPREAD
+from degradation.analysis.stats import (  # noqa: F401  (the verdicts, re-exported)
+    CONTRADICTED,
+    LEVEL,
+    MARGIN,
+    MIN_SEEDS,
+    SUPPORTED,
+    UNDECIDED,
+)
 
-SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not decided"
-ONE_SEED = " (one seed: no interval)"  # in place of an interval
+# in place of an interval
+NO_INTERVAL = f" (no interval: needs {MIN_SEEDS} seeds per net with some spread)"
 # The definitions every claim shares, before those of the claims (in the order of their numbers).
 SHARED_DEFINITIONS = [
-    f"Error differences of at most {100 * MARGIN:.0f} point count as none. With two or more "
-    "seeds per net, a difference comes with a 95% Welch t interval, and a verdict needs the "
-    "interval on one side of that margin.",
+    f"Error differences of at most {100 * MARGIN:.0f} point count as none. A difference comes "
+    f"with a {100 * LEVEL:.0f}% Welch t interval when every net it compares has at least "
+    f"{MIN_SEEDS} seeds (with some spread between them), and a comparing verdict needs the "
+    "interval on one side of the margin; with fewer seeds it is not decided.",
+    "Error rate of a verdict: each comparing row is a one-sided decision at 2.5% (one side of "
+    "a 95% interval) when the truth lies on the margin, and less when it lies further inside. "
+    "The rate is per row: no correction is made for the number of rows, so if the truths of "
+    "ten rows all sat on their margins, a report would hold at least one wrong verdict with a "
+    f"chance of up to {1 - (1 - (1 - LEVEL) / 2) ** 10:.0%} (1 - 0.975^10).",
     "Final training error: mean of the batch errors over the last 5% of the iterations.",
-    f"With one seed per net (no interval), an error difference must clear the margin by "
-    f"{100 * SEED_SPREAD:.0f} more points either way to count (about the largest seed-to-seed "
-    "std of a net's final training error in results/quick_seeds); otherwise not decided.",
 ]
 
 

@@ -4,28 +4,31 @@ speed, the generalization gap and the size of residual functions."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
 from degradation.analysis import budget, convergence, gradients, responses
 from degradation.analysis.claims.registry import (
     CONTRADICTED,
-    ONE_SEED,
     SUPPORTED,
     UNDECIDED,
     Finding,
     Sweep,
     claim,
 )
+from degradation.analysis.convergence import EARLY_FRACTIONS, STUCK_ERROR
 from degradation.analysis.gradients import VANISH_RATIO
-from degradation.analysis.stats import MARGIN, SEED_SPREAD, compare, difference, interval, points
+from degradation.analysis.responses import RESPONSE_MARGIN
+from degradation.analysis.stats import (
+    MARGIN,
+    compare,
+    difference,
+    interval_or_why,
+    no_interval,
+    points,
+)
 
-FLAT = 0.01  # flattened: fitted change over the final 20% below 1 point
-SPEED_MARGIN = 0.1  # "faster" needs 10% of the run fewer iterations to the threshold
-RESPONSE_MARGIN = 0.05  # residual median layer response at least 5% below the plain one
-STRADDLES = "the interval (or one seed's spread) straddles the margin: more seeds"
+STRADDLES = "the interval straddles the margin: more seeds"
 FLIPPED = {SUPPORTED: CONTRADICTED, CONTRADICTED: SUPPORTED}
 
 
@@ -36,21 +39,23 @@ def depth_values(runs: pd.DataFrame, family: str, column: str) -> dict[int, np.n
 
 
 def rises(diff: float, ci: tuple[float, float] | None) -> str:
-    """supported when the rise exceeds the margin, contradicted when it stays within it (with
-    one seed, by more than a seed's spread either way), not decided otherwise."""
+    """supported when the rise's interval lies above the margin, contradicted when it lies
+    within it, not decided otherwise (and without an interval)."""
     return {True: SUPPORTED, False: CONTRADICTED, None: UNDECIDED}[compare(diff, ci, MARGIN)]
 
 
-def depth_rise(runs: pd.DataFrame, family: str) -> tuple[str, str] | None:
+def depth_rise(runs: pd.DataFrame, family: str) -> tuple[str, str, str] | None:
     """Whether the deepest ``family`` net ends with a higher training error than the shallowest
-    (:func:`rises`) and that difference in words; None without two depths."""
+    (:func:`rises`), that difference in words and why it is not decided; None without two
+    depths."""
     by_depth = depth_values(runs, family, "final_train_error")
     if len(by_depth) < 2:
         return None
     shallow, deep = min(by_depth), max(by_depth)
     diff, ci = difference(by_depth[deep], by_depth[shallow])
-    text = f"{family}-{deep} minus {family}-{shallow}: {points(diff)}{interval(ci, ONE_SEED)}"
-    return rises(diff, ci), text
+    groups = (by_depth[deep], by_depth[shallow])
+    text = f"{family}-{deep} minus {family}-{shallow}: {points(diff)}{interval_or_why(ci, *groups)}"
+    return rises(diff, ci), text, no_interval(*groups) or STRADDLES
 
 
 def depth_claim(runs: pd.DataFrame, family: str, degrades: bool, needs: str) -> Finding:
@@ -58,19 +63,9 @@ def depth_claim(runs: pd.DataFrame, family: str, degrades: bool, needs: str) -> 
     found = depth_rise(runs, family)
     if found is None:
         return Finding(why=needs)
-    verdict, measured = found
+    verdict, measured, why = found
     verdict = verdict if degrades else FLIPPED.get(verdict, UNDECIDED)
-    return Finding(verdict, measured, STRADDLES if verdict == UNDECIDED else "")
-
-
-def final_slope(metrics: pd.DataFrame, run: str, window: float = 0.2) -> float:
-    """Fitted change of the batch training error over the final ``window`` of a run."""
-    rows = metrics[(metrics["run"] == run) & metrics["train_error"].notna()]
-    tail = rows[rows["step"] >= rows["step"].max() * (1 - window)]
-    if len(tail) < 10:
-        return math.nan
-    slope = np.polyfit(tail["step"].to_numpy(float), tail["train_error"].to_numpy(float), 1)[0]
-    return float(slope * (tail["step"].max() - tail["step"].min()))
+    return Finding(verdict, measured, why if verdict == UNDECIDED else "")
 
 
 @claim(
@@ -113,21 +108,24 @@ def residual(s: Sweep) -> Finding:
     "The deep plain nets' gradients vanish during training",
     "common explanation (the paper, §4.1, argues BN keeps them healthy)",
     figure="grad_profiles.png",
-    definition=f"Vanished gradient: a conv layer's gradient norm below {VANISH_RATIO:g} times "
-    "the largest layer's at the same logged step.",
+    definition="Vanished gradient: per run of the deepest plain net, the median over its logged "
+    "steps after the first (step 0 is the initialisation, not training) of the smallest over the "
+    "largest per-weight RMS gradient of its 3x3 convs (the L2 norm over the square root of the "
+    "layer's size, so that layer size does not enter); vanished when the 95% interval over "
+    f"seeds of its log10 lies below log10({VANISH_RATIO:g}), healthy when above.",
 )
 def vanishing(s: Sweep) -> Finding:
     grads = gradients.gradient_table(s.done_metrics) if len(s.done_metrics) else pd.DataFrame()
-    plain = grads[grads["family"] == "plain"] if len(grads) else grads
-    if plain.empty:
+    found = gradients.read_vanishing(grads, s.done)
+    if found is None:
         return Finding(why="no gradient norms were logged (callbacks.gradients)")
-    deep = plain[plain["depth"] == plain["depth"].max()]
-    worst = float(gradients.gradient_spread(deep)["min_over_max"].min())
-    measured = (
-        f"plain-{int(deep['depth'].max())}: smallest/largest per-layer gradient "
-        f"norm at any logged step {worst:.2g}"
-    )
-    return Finding(SUPPORTED if worst < VANISH_RATIO else CONTRADICTED, measured)
+    return Finding(found.verdict, found.measured, found.why)
+
+
+def common_depth(runs: pd.DataFrame) -> int:
+    """The deepest depth with both plain and residual runs (0 if none)."""
+    plain = set(runs.loc[runs["family"] == "plain", "depth"])
+    return int(max(plain & set(runs.loc[runs["family"] == "resnet", "depth"]), default=0))
 
 
 @claim(
@@ -135,42 +133,37 @@ def vanishing(s: Sweep) -> Finding:
     "Residual nets converge faster",
     "common explanation",
     figure="fig6.png",
-    definition="Convergence: iterations until the running mean (over 5% of the run) of the "
-    "batch training error first comes within 5 points of the run's own final training error. "
-    f"Faster: at least {100 * SPEED_MARGIN:.0f}% of the run sooner (the interval, with seeds, "
-    "clear of it).",
+    definition="Convergence speed: the early training error, the mean of the running batch "
+    "training error (over 5% of the run) at "
+    + ", ".join(f"{f:g}" for f in EARLY_FRACTIONS)
+    + " of the iterations before the first learning-rate drop (so the schedule does not set it), "
+    "at the deepest depth with both families; faster when the residual net's lies more than the "
+    "margin below the plain net's (interval over seeds), not faster when within it. Only for nets "
+    f"that end below {100 * STUCK_ERROR:.0f}% training error: a net stuck near chance has no "
+    "speed to compare, and cannot win.",
 )
 def speed(s: Sweep) -> Finding:
     runs, metrics = s.done, s.done_metrics
     if metrics.empty or not {"plain", "resnet"} <= set(runs["family"]):
         return Finding(why="needs finished plain and residual nets with metrics")
-    depth = int(
-        max(
-            set(runs.loc[runs["family"] == "plain", "depth"])
-            & set(runs.loc[runs["family"] == "resnet", "depth"]),
-            default=0,
-        )
-    )
+    depth = common_depth(runs)
     if not depth:
         return Finding(why="needs plain and residual nets of a common depth")
-    pair = runs[runs["depth"] == depth]
-    max_steps = int(pair["max_steps"].max())
-    timed = convergence.per_run(pair, metrics)
-    steps = {f: g["iterations_to"].to_numpy(float) for f, g in timed.groupby("family")}
-    lead, ci = difference(steps["plain"] / max_steps, steps["resnet"] / max_steps)
+    timed = convergence.per_run(runs[runs["depth"] == depth], metrics)
+    stuck = timed.loc[timed["final_train_error"] >= STUCK_ERROR, "run"].tolist()
+    if stuck:
+        return Finding(why=f"ends at or above {100 * STUCK_ERROR:.0f}%: " + ", ".join(stuck))
+    early = {f: g["early_error"].to_numpy(float) for f, g in timed.groupby("family")}
+    lead, ci = difference(early["plain"], early["resnet"])
     measured = (
-        f"iterations to within 5 points of the own final training error at depth {depth}: plain "
-        f"{steps['plain'].mean():.0f}, residual {steps['resnet'].mean():.0f}; residual ahead by "
-        f"{100 * lead:.0f}% of the run"
-        + ("" if ci is None else f" (95% interval {100 * ci[0]:.0f}% to {100 * ci[1]:.0f}%)")
+        f"early training error at depth {depth}: plain {100 * early['plain'].mean():.1f}%, "
+        f"residual {100 * early['resnet'].mean():.1f}%; plain minus residual {points(lead)}"
+        f"{interval_or_why(ci, early['plain'], early['resnet'])}"
     )
-    low, high = (lead, lead) if ci is None else ci
-    if low >= SPEED_MARGIN:
-        return Finding(SUPPORTED, measured)
-    if high <= -SPEED_MARGIN:
-        return Finding(CONTRADICTED, measured)
-    why = f"not {100 * SPEED_MARGIN:.0f}% of the run apart (or the interval allows both)"
-    return Finding(measured=measured, why=why)
+    found = compare(lead, ci, MARGIN)
+    if found is None:
+        return Finding(measured=measured, why=no_interval(*early.values()) or STRADDLES)
+    return Finding(SUPPORTED if found else CONTRADICTED, measured)
 
 
 @claim(
@@ -192,16 +185,16 @@ def generalization(s: Sweep) -> Finding:
     measured = (
         f"depth {depth}: gap residual {points(resnet[depth].mean())}, plain "
         f"{points(plain[depth].mean())}; residual minus plain {points(diff)}"
-        f"{interval(ci, ONE_SEED)}"
+        f"{interval_or_why(ci, resnet[depth], plain[depth])}"
     )
-    lo, hi = (diff - SEED_SPREAD, diff + SEED_SPREAD) if ci is None else ci
-    if hi < -MARGIN:
+    found = compare(-diff, None if ci is None else (-ci[1], -ci[0]), MARGIN)
+    if found is None:
+        why = no_interval(resnet[depth], plain[depth]) or "the interval allows both: more seeds"
+        return Finding(measured=measured, why=why)
+    if found:
         return Finding(SUPPORTED, measured)
-    if lo >= -MARGIN:
-        why = "the residual gap is not smaller by more than the margin"
-        return Finding(CONTRADICTED, measured, why)
     return Finding(
-        measured=measured, why="the interval (or one seed's spread) allows both: more seeds"
+        CONTRADICTED, measured, "the residual gap is not smaller by more than the margin"
     )
 
 
@@ -210,36 +203,14 @@ def generalization(s: Sweep) -> Finding:
     "Residual functions are small: residual nets' layer responses are below plain nets'",
     "paper, §4.2 (Fig. 7)",
     figure="fig7.png",
-    definition="Layer responses: median std of the 3x3 layers' responses per run; residual at "
-    f"least {100 * RESPONSE_MARGIN:.0f}% below plain (the interval, with seeds, clear of it) "
-    "counts as smaller.",
+    definition="Layer responses (Fig. 7): at the deepest depth with both families, per seed the "
+    "median over the 3x3 layers of the residual over the plain net's response std, layer by "
+    "layer (seed s of one family with seed s of the other); smaller when the 95% interval over "
+    f"seeds of that ratio lies below {1 - RESPONSE_MARGIN:g}, not smaller when at or above it.",
 )
 def small_responses(s: Sweep) -> Finding:
     found, _ = responses.responses_table(s.done)
     if found.empty:
         return Finding(why="no final checkpoints or responses.csv")
-    medians = found.groupby(["family", "depth", "run"])["std"].median()  # per run
-    fams = medians.index.get_level_values("family")
-    depths = sorted(
-        set(medians[fams == "plain"].index.get_level_values("depth"))
-        & set(medians[fams == "resnet"].index.get_level_values("depth"))
-    )
-    if not depths:
-        return Finding(why="needs plain and residual nets of a common depth")
-    depth = depths[-1]
-    plain = medians.loc[("plain", depth)].to_numpy(float)
-    resnet = medians.loc[("resnet", depth)].to_numpy(float)
-    diff, ci = difference(resnet, plain)
-    measured = (
-        f"median layer response at depth {depth}: plain {plain.mean():.3g}, residual "
-        f"{resnet.mean():.3g}; residual minus plain {diff:+.3g}"
-        + ("" if ci is None else f" (95% interval {ci[0]:+.3g} to {ci[1]:+.3g})")
-    )
-    lo, hi = (diff, diff) if ci is None else ci
-    if hi < -RESPONSE_MARGIN * plain.mean():
-        return Finding(SUPPORTED, measured)
-    if lo >= 0:
-        return Finding(CONTRADICTED, measured)
-    return Finding(
-        measured=measured, why=f"not smaller by {100 * RESPONSE_MARGIN:.0f}% beyond doubt"
-    )
+    reading = responses.smaller(found)
+    return Finding(reading.verdict, reading.measured, reading.why)
