@@ -7,7 +7,9 @@ set -euo pipefail
 out=$1 command=$2
 cd "$(dirname "$0")/.."
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -z "$(git status --porcelain -- src conf experiments 2>/dev/null)" ] || commit="$commit (dirty)"
+# "(dirty)": the code (degradation.launch.CODE_PATHS) had changes against that commit
+.venv/bin/python -c "import sys; from degradation.launch import git_state; sys.exit(git_state()['dirty'] is True)" \
+    || commit="$commit (dirty)"
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 t0=$(date +%s)
 bash -c "$command"

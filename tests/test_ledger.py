@@ -22,7 +22,7 @@ def verdict(rows, number):
     return next(r for r in rows if r.number == number)
 
 
-def sweep(tmp_path, plain, resnet, seeds=(0,)):
+def sweep(tmp_path, plain, resnet, seeds=(0, 1, 2)):
     """Runs with these final training errors per depth (8 and 44), one per seed."""
     for seed in seeds:
         for family, finals in (("plain", plain), ("resnet", resnet)):
@@ -67,18 +67,30 @@ def test_a_sweep_without_what_a_claim_needs_says_not_decided_and_why(tmp_path):
 
 
 def test_probe_claims_follow_the_probe_tables(tmp_path):
+    # three init seeds, a little apart: (family, norm, depth) -> log ratio, line correlation
+    base = {
+        ("plain", "batch", 8): (-0.5, 0.9), ("plain", "batch", 20): (1.5, 0.4),
+        ("plain", "batch", 56): (3.0, 0.0), ("plain", "none", 8): (-0.5, 0.9),
+        ("plain", "none", 56): (-0.4, 0.5), ("resnet", "batch", 8): (-0.2, 0.95),
+        ("resnet", "batch", 20): (0.1, 0.85), ("resnet", "batch", 56): (0.3, 0.7),
+    }  # fmt: skip
     init = pd.DataFrame([
-        {"family": f, "norm": n, "depth": d, "grad_log_ratio": g, "grad_correlation": c}
-        for f, n, d, g, c in [
-            ("plain", "batch", 8, -0.5, 0.3), ("plain", "batch", 56, 3.0, 0.0),
-            ("plain", "none", 8, -0.5, 0.7), ("plain", "none", 56, -0.4, 0.05),
-            ("resnet", "batch", 8, -0.2, 0.6), ("resnet", "batch", 56, 0.3, 0.4),
-        ]
+        {"family": f, "norm": n, "depth": d, "seed": seed, "grad_log_ratio": g + 0.05 * seed,
+         "line_correlation": c + 0.01 * seed, "grad_correlation": c}
+        for (f, n, d), (g, c) in base.items() for seed in (0, 1, 2)
     ])  # fmt: skip
-    lesions = pd.DataFrame({
-        "family": ["plain"] * 3 + ["resnet"] * 3, "block": [0, 1, 2] * 2,
-        "downsampling": [False] * 6, "test_error": [0.3, 0.8, 0.9, 0.2, 0.21, 0.22],
-    })  # fmt: skip
+
+    def lesion_table(plain: list[float], resnet: list[float]) -> pd.DataFrame:
+        rows = []
+        for seed in (0, 1, 2):
+            for family, errors in (("plain", plain), ("resnet", resnet)):
+                for block, err in enumerate(errors):
+                    rows.append({"net": f"{family}-44 seed {seed}", "family": family,
+                                 "block": block, "downsampling": False,
+                                 "test_error": err + 0.005 * seed * (block > 0)})  # fmt: skip
+        return pd.DataFrame(rows)
+
+    lesions = lesion_table([0.3, 0.8, 0.9], [0.2, 0.21, 0.22])
     landscape = pd.DataFrame({"net": ["plain-44 seed 0", "resnet-44 seed 0"],
                               "top_hessian_eigenvalue": [100.0, 30.0],
                               "loss_at_edge_1d": [5.0, 2.0]})  # fmt: skip
@@ -91,7 +103,7 @@ def test_probe_claims_follow_the_probe_tables(tmp_path):
     assert verdict(rows, 9).verdict == ledger.SUPPORTED
     assert verdict(rows, 10).verdict == ledger.SUPPORTED
     # The other way round: residual nets ruined by lesions, flatter plain minimum.
-    probes["lesions_single"] = lesions.assign(test_error=[0.3, 0.31, 0.3, 0.2, 0.7, 0.8])
+    probes["lesions_single"] = lesion_table([0.3, 0.31, 0.3], [0.2, 0.7, 0.8])
     probes["landscape"] = landscape.assign(top_hessian_eigenvalue=[10.0, 40.0],
                                            loss_at_edge_1d=[1.0, 9.0])  # fmt: skip
     rows = ledger.ledger(empty, pd.DataFrame(), probes)
@@ -123,7 +135,7 @@ def test_claim_numbers_are_taken_once_and_a_new_claim_comes_next(tmp_path):
     assert extended.iloc[:-1].equals(shipped)
     assert extended.iloc[-1].to_dict() == {
         "#": number, "claim": "A dummy claim", "source": "this test",
-        "measured": "4 finished runs", "verdict": "supported", "figure": "",
+        "measured": "12 finished runs", "verdict": "supported", "figure": "",
     }  # fmt: skip
     assert registry.definitions()[-1] == "Dummy: none."
     assert "Dummy: none." not in ledger.DEFINITIONS

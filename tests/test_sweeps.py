@@ -190,3 +190,25 @@ def test_summary_records_provenance(tmp_path):
     assert provenance["versions"]["pytorch-lightning"] == pytorch_lightning.__version__
     assert provenance["device"].startswith("cpu") or provenance["device"].startswith("cuda")
     assert provenance["host"] == os.uname().nodename
+
+
+def test_only_a_change_to_the_code_makes_a_run_dirty(tmp_path):
+    """Re-making results/ (or editing README) in place is not a change of the code."""
+    from degradation.launch import git_state
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "src" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "report.md").write_text("old\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "results" / "report.md").write_text("re-made\n")
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "src" / "code.py").write_text("x = 2\n")
+    state = git_state(tmp_path)
+    assert state["dirty"] is True and state["changed"] == ["src/code.py"]

@@ -99,8 +99,14 @@ def train_in_subprocess(
     raise RunCrashed(f"{run_dir.name}: training process {cause}")
 
 
+# What a run's code is: the package, the configs, the entry points and the lock. Results,
+# notebooks and documents changing beside them do not make the code "dirty".
+CODE_PATHS = ("src", "conf", "experiments", "pyproject.toml", "constraints.txt")
+
+
 def git_state(repo: Path | None = None) -> dict[str, Any]:
-    """The commit the code came from and whether its tracked files had changes."""
+    """The commit the code came from and whether the code (:data:`CODE_PATHS`) had changes
+    against it, with the changed files (at most 20)."""
     repo = repo or Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
@@ -109,10 +115,14 @@ def git_state(repo: Path | None = None) -> dict[str, Any]:
         if commit.returncode != 0:
             return {"commit": None, "dirty": None}
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
             cwd=repo, capture_output=True, text=True, timeout=10,
         )  # fmt: skip
-        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+        changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+        state = {"commit": commit.stdout.strip(), "dirty": bool(changed)}
+        if changed:
+            state["changed"] = changed[:20]
+        return state
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 

@@ -33,6 +33,30 @@ def read_table(path: str | Path) -> pd.DataFrame | None:
     return frame
 
 
+def read_cached_column(path: Path, column: str) -> pd.Series | None:
+    """A run's cached numbers: ``column`` of the CSV at ``path`` when it is all numbers; None when
+    there is no such file, or (named in one line on stderr) when it is damaged."""
+    if not path.is_file():
+        return None
+    try:
+        values = pd.read_csv(path)[column]
+        if len(values) and pd.api.types.is_numeric_dtype(values) and values.notna().all():
+            return values
+        raise ValueError(f"no numbers in its {column} column")
+    except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        print(f"warning: {path} is unreadable ({reason}); computed again", file=sys.stderr)
+        return None
+
+
+def keep_cache(frame: pd.DataFrame, path: Path) -> None:
+    """Write a run's cached numbers; a read-only run directory keeps nothing (said on stderr)."""
+    try:
+        frame.to_csv(path, index=False)
+    except OSError as err:
+        print(f"note: {path} not kept ({err.strerror})", file=sys.stderr)
+
+
 def find_files(dirs: Iterable[str | Path], name: str) -> Iterator[Path]:
     """Each file ``name`` in these directories, in their order."""
     return (Path(d) / name for d in dirs if (Path(d) / name).is_file())

@@ -14,7 +14,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from degradation.analysis.base import Context, Section
+from degradation.analysis.base import Context, Section, keep_cache, read_cached_column
 from degradation.analysis.select import comparable
 from degradation.analysis.stats import (
     MIN_SEEDS,
@@ -112,15 +112,9 @@ def run_responses(run_dir: str | Path, max_images: int | None = None) -> np.ndar
     """
     run_dir = Path(run_dir)
     cached = run_dir / RESPONSES_FILE
-    if cached.is_file():
-        try:
-            stds = pd.read_csv(cached)["std"]
-            if len(stds) and pd.api.types.is_numeric_dtype(stds) and stds.notna().all():
-                return stds.to_numpy()
-            raise ValueError("no numbers in its std column")
-        except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as err:
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
-            print(f"warning: {cached} is unreadable ({reason}); computed again", file=sys.stderr)
+    stds = read_cached_column(cached, "std")
+    if stds is not None:
+        return stds.to_numpy()
     try:
         net, dm = load_run(run_dir)
     except FileNotFoundError as err:
@@ -139,11 +133,7 @@ def run_responses(run_dir: str | Path, max_images: int | None = None) -> np.ndar
         batches = (x for x, _ in itertools.islice(dm.test_dataloader(), steps))
     stds = layer_response_std(net, batches)
     names = [name for name, _ in response_layers(net)]
-    frame = pd.DataFrame({"layer": range(1, len(stds) + 1), "name": names, "std": stds})
-    try:
-        frame.to_csv(cached, index=False)
-    except OSError as err:  # a read-only run directory: the numbers are not kept, only used
-        print(f"note: {cached} not kept ({err.strerror})", file=sys.stderr)
+    keep_cache(pd.DataFrame({"layer": range(1, len(stds) + 1), "name": names, "std": stds}), cached)
     return stds
 
 

@@ -19,11 +19,20 @@ from degradation.analysis.claims.registry import (
     Sweep,
     claim,
 )
-from degradation.analysis.stats import points
+from degradation.analysis.stats import (
+    MIN_SEEDS,
+    compare,
+    difference,
+    mean_interval,
+    no_interval,
+    points,
+)
 
 EXPLODE_LOG = 1.0  # init gradients 10x larger (or smaller) at the input than at the output
 LESION_SMALL, LESION_LARGE = 0.05, 0.20  # median error increase after one deletion
-CORRELATION_MARGIN = 0.1  # mean gradient-correlation advantage of residual nets
+# Shattering: plain nets' lag-1 line correlation falls by at least this much more per doubling
+# of depth than residual nets'.
+CORRELATION_MARGIN = 0.05
 SHARPNESS_RATIO = 2.0  # one top Hessian eigenvalue at least twice the other
 
 
@@ -44,8 +53,9 @@ def probe_figures(dirs: Sequence[str | Path]) -> list[Path]:
     figures = []
     for probe in PROBES.values():
         table = next(find_files(dirs, probe.table), None)
-        if table is not None and (table.parent / probe.figure).is_file():
-            figures.append(table.parent / probe.figure)
+        figure = None if table is None else table.parent / probe.figure
+        if figure is not None and figure.is_file() and figure not in figures:
+            figures.append(figure)
     return figures
 
 
@@ -75,40 +85,100 @@ def bn_init(s: Sweep) -> tuple[Finding, Finding]:
     return _bn_prevents(plain), _bn_explodes(plain)
 
 
+def _per_seed(plain: pd.DataFrame, depth: int, norm: str) -> np.ndarray:
+    rows = plain[(plain["depth"] == depth) & (plain["norm"] == norm)]
+    return rows["grad_log_ratio"].dropna().to_numpy(float)
+
+
+def _side(values: np.ndarray, level: float) -> tuple[float, str, bool | None]:
+    """The mean of ``values``, its interval in words, and whether its magnitude is above
+    ``level`` (True), below it (False) or not decided (None) by the 95% interval over seeds."""
+    mean, ci = mean_interval(values, MIN_SEEDS)
+    text = f"{mean:+.2f}" + (
+        f" (95% interval {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else f" ({no_interval(values)})"
+    )
+    if ci is None:
+        return mean, text, None
+    if ci[0] >= level or ci[1] <= -level:
+        return mean, text, True
+    if -level < ci[0] and ci[1] < level:
+        return mean, text, False
+    return mean, text, None
+
+
 def _bn_prevents(plain: pd.DataFrame) -> Finding:
     deepest = int(plain["depth"].max())
-    at = plain[plain["depth"] == deepest].groupby("norm")["grad_log_ratio"].mean()
-    if not {"batch", "none"} <= set(at.index):
+    none, batch = _per_seed(plain, deepest, "none"), _per_seed(plain, deepest, "batch")
+    if not len(none) or not len(batch):
         return Finding(why="needs plain nets probed with and without BN")
-    none, batch = float(at["none"]), float(at["batch"])
+    _, none_text, none_off = _side(none, EXPLODE_LOG)
+    _, batch_text, batch_off = _side(batch, EXPLODE_LOG)
     measured = (
-        f"plain-{deepest} log10(first/last layer gradient): without BN "
-        f"{none:+.2f}, with BN {batch:+.2f}"
+        f"plain-{deepest} log10(first/last layer gradient per weight): without BN {none_text}, "
+        f"with BN {batch_text}"
     )
-    if abs(batch) >= EXPLODE_LOG:
+    if batch_off is True:
         return Finding(CONTRADICTED, measured, "with BN the gradients are far from balanced")
-    if abs(none) >= EXPLODE_LOG:
+    if batch_off is False and none_off is True:
         return Finding(SUPPORTED, measured)
-    return Finding(
-        measured=measured, why="neither net is out of balance at the deepest probed depth"
-    )
+    if batch_off is None or none_off is None:
+        return Finding(measured=measured, why=no_interval(none, batch) or "an interval straddles")
+    return Finding(measured=measured, why="neither net is out of balance at the deepest depth")
 
 
 def _bn_explodes(plain: pd.DataFrame) -> Finding:
-    with_bn = (
-        plain[plain["norm"] == "batch"].groupby("depth", as_index=False)["grad_log_ratio"].mean()
-    )
-    if len(with_bn) < 2:
+    with_bn = plain[plain["norm"] == "batch"]
+    depths = sorted(int(d) for d in with_bn["depth"].unique())
+    if len(depths) < 2:
         return Finding(why="needs plain BN nets probed at two depths")
-    first, last = with_bn.iloc[0], with_bn.iloc[-1]
+    first, last = (_per_seed(plain, d, "batch") for d in (depths[0], depths[-1]))
+    growth, ci = difference(last, first)
+    _, last_text, last_off = _side(last, EXPLODE_LOG)
     measured = (
-        f"plain BN nets, log10(first/last layer gradient): depth {int(first['depth'])} "
-        f"{first['grad_log_ratio']:+.2f}, depth {int(last['depth'])} "
-        f"{last['grad_log_ratio']:+.2f}"
+        f"plain BN nets, log10(first/last layer gradient per weight): depth {depths[0]} "
+        f"{first.mean():+.2f}, depth {depths[-1]} {last_text}; growth {growth:+.2f}"
+        + (f" (95% interval {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else "")
     )
-    grows = last["grad_log_ratio"] - first["grad_log_ratio"] >= EXPLODE_LOG
-    explodes = grows and last["grad_log_ratio"] >= EXPLODE_LOG
-    return Finding(SUPPORTED if explodes else CONTRADICTED, measured)
+    grows = compare(growth, ci, EXPLODE_LOG)
+    if grows is True and last_off is True and last.mean() > 0:
+        return Finding(SUPPORTED, measured)
+    if grows is False or last_off is False:
+        return Finding(CONTRADICTED, measured)
+    return Finding(measured=measured, why=no_interval(last, first) or "an interval straddles")
+
+
+def lesion_rises(single: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per family, per lesioned net (one per seed): the median test-error increase over its
+    shape-keeping blocks deleted one at a time."""
+    key = "net" if "net" in single else "family"
+    rises: dict[str, list[float]] = {}
+    for (family, _), group in single.groupby(["family", key]):
+        base = group.loc[group["block"] == 0, "test_error"].mean()
+        keep = group[(group["block"] > 0) & ~group["downsampling"].astype(bool)]
+        rises.setdefault(family, []).append(float(keep["test_error"].median() - base))
+    return {f: np.asarray(v) for f, v in rises.items()}
+
+
+def lesion_slopes(random: pd.DataFrame, single: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per family, per lesioned net: the least-squares slope of the test error (minus the
+    net's unlesioned error) against the number of randomly deleted blocks."""
+    key = "net" if "net" in random else "family"
+    base = single[single["block"] == 0].groupby(key)["test_error"].mean()
+    slopes: dict[str, list[float]] = {}
+    for (family, net), group in random.groupby(["family", key]):
+        if group["k"].nunique() >= 2 and net in base.index:
+            rise = group["test_error"].to_numpy(float) - base[net]
+            slope = np.polyfit(group["k"].to_numpy(float), rise, 1)[0]
+            slopes.setdefault(family, []).append(float(slope))
+    return {f: np.asarray(v) for f, v in slopes.items()}
+
+
+def _in_points(values: np.ndarray) -> tuple[str, tuple[float, float] | None]:
+    mean, ci = mean_interval(values, MIN_SEEDS)
+    text = f"{points(mean)}" + (
+        f" (95% interval {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})" if ci else ""
+    )
+    return text, ci
 
 
 @claim(
@@ -118,31 +188,53 @@ def _bn_explodes(plain: pd.DataFrame) -> Finding:
     "Veit et al. 2016",
     figure="lesions.png",
     probe="lesions_single",
-    definition="Lesions: median test-error increase after deleting one shape-keeping block; "
-    f"small at most {100 * LESION_SMALL:.0f} points, ruinous at least "
-    f"{100 * LESION_LARGE:.0f} points.",
+    definition="Lesions (Veit et al.): per lesioned net (one per seed), the median test-error "
+    "increase after deleting one shape-keeping block; supported when the residual nets' lies "
+    f"below {100 * LESION_SMALL:.0f} points and the plain nets' above "
+    f"{100 * LESION_LARGE:.0f} points (95% intervals over seeds), contradicted when the residual "
+    f"nets' lies above {100 * LESION_LARGE:.0f} or the plain nets' below "
+    f"{100 * LESION_SMALL:.0f}. Beside it, the slope of the error against the number of blocks "
+    "deleted at random (per block), with its interval.",
 )
 def lesions(s: Sweep) -> Finding:
     single = s.probes["lesions_single"]
-    rise, key = {}, "net" if "net" in single else "family"
-    for family, nets in single.groupby("family"):
-        per_net = []
-        for _, group in nets.groupby(key):
-            base = group.loc[group["block"] == 0, "test_error"].mean()
-            keep = group[(group["block"] > 0) & ~group["downsampling"].astype(bool)]
-            per_net.append(float(keep["test_error"].median() - base))
-        rise[family] = float(np.median(per_net))
+    rise = lesion_rises(single)
     if not {"plain", "resnet"} <= set(rise):
         return Finding(why="needs lesions of a plain and a residual net")
-    measured = (
-        f"median test-error increase after one deletion: residual "
-        f"{points(rise['resnet'])}, plain {points(rise['plain'])}"
+    (res_text, res_ci), (plain_text, plain_ci) = (
+        _in_points(rise["resnet"]),
+        _in_points(rise["plain"]),
     )
-    if rise["resnet"] <= LESION_SMALL and rise["plain"] >= LESION_LARGE:
+    measured = (
+        f"median test-error increase after one deletion: residual {res_text}, plain "
+        f"{plain_text} over {min(len(rise['resnet']), len(rise['plain']))} net(s) each"
+    )
+    random = s.probes.get("lesions_random")
+    if random is not None and len(random):
+        slopes = lesion_slopes(random, single)
+        if "resnet" in slopes:
+            measured += (
+                "; residual error per block deleted at random " + _in_points(slopes["resnet"])[0]
+            )
+    if res_ci is None or plain_ci is None:
+        return Finding(measured=measured, why=no_interval(rise["resnet"], rise["plain"]))
+    if res_ci[1] < LESION_SMALL and plain_ci[0] > LESION_LARGE:
         return Finding(SUPPORTED, measured)
-    if rise["resnet"] >= LESION_LARGE or rise["plain"] <= LESION_SMALL:
+    if res_ci[0] > LESION_LARGE or plain_ci[1] < LESION_SMALL:
         return Finding(CONTRADICTED, measured)
-    return Finding(measured=measured, why="between the thresholds")
+    return Finding(measured=measured, why="an interval reaches between the thresholds")
+
+
+def decay_per_doubling(nets: pd.DataFrame) -> pd.DataFrame:
+    """Per family and init seed (BN nets): the least-squares slope of the lag-1 line correlation
+    against log2(depth), the change per doubling of depth (negative: it decays)."""
+    rows = []
+    for (family, seed), group in nets.groupby(["family", "seed"]):
+        group = group.dropna(subset=["line_correlation"])
+        if group["depth"].nunique() >= 2:
+            slope = np.polyfit(np.log2(group["depth"].astype(float)), group["line_correlation"], 1)
+            rows.append({"family": family, "seed": seed, "slope": float(slope[0])})
+    return pd.DataFrame(rows, columns=["family", "seed", "slope"])
 
 
 @claim(
@@ -151,27 +243,42 @@ def lesions(s: Sweep) -> Finding:
     "Balduzzi et al. 2017",
     figure="init_probes.png",
     probe="init_probes",
-    definition="Shattering: mean over probed depths >= 20 of the residual minus the plain (BN) "
-    f"nets' gradient correlation at initialisation; a difference above {CORRELATION_MARGIN} "
-    "counts.",
+    definition="Shattering (Balduzzi et al.'s measure on images: per-example input gradients "
+    "along a line of inputs, BN held at one batch's statistics; see init_probes): the lag-1 "
+    "correlation of neighbouring points' gradients, fitted per init seed against log2(depth) "
+    "over the probed depths (BN nets); supported when the plain nets' decay per doubling of "
+    f"depth exceeds the residual nets' by more than {CORRELATION_MARGIN:g} (95% interval over "
+    "init seeds), contradicted when it does not.",
 )
 def shattering(s: Sweep) -> Finding:
     nets = s.probes["init_probes"]
-    bn = nets[(nets["norm"] == "batch") & (nets["depth"] >= 20)]
-    table = bn.pivot_table(index="depth", columns="family", values="grad_correlation")
-    if not {"plain", "resnet"} <= set(table.columns) or table.dropna().empty:
-        return Finding(why="needs plain and residual BN nets probed at depths >= 20")
-    advantage = float((table["resnet"] - table["plain"]).mean())
-    measured = (
-        f"gradient correlation at depths {', '.join(map(str, table.index))}: plain "
-        f"{', '.join(f'{v:.2f}' for v in table['plain'])}; residual "
-        f"{', '.join(f'{v:.2f}' for v in table['resnet'])}"
+    if "line_correlation" not in nets or "seed" not in nets:
+        why = "the init probes predate the line measure: re-run experiments/probe_init.py"
+        return Finding(why=why)
+    bn = nets[nets["norm"] == "batch"]
+    slopes = decay_per_doubling(bn)
+    per = {f: g["slope"].to_numpy(float) for f, g in slopes.groupby("family")}
+    if not {"plain", "resnet"} <= set(per):
+        return Finding(why="needs plain and residual BN nets probed at two or more depths")
+    faster, ci = difference(-per["plain"], -per["resnet"])
+    means = bn.groupby(["family", "depth"])["line_correlation"].mean()
+    listed = "; ".join(
+        f"{family} " + ", ".join(f"{v:.2f}" for v in means[family])
+        for family in ("plain", "resnet")
     )
-    if advantage > CORRELATION_MARGIN:
-        return Finding(SUPPORTED, measured)
-    if advantage < 0:
-        return Finding(CONTRADICTED, measured)
-    return Finding(measured=measured, why="residual nets ahead by less than the margin")
+    depths = ", ".join(str(int(d)) for d in means["plain"].index)
+    measured = (
+        f"lag-1 line correlation at depths {depths}: {listed}; decay per doubling of depth, "
+        f"plain {-per['plain'].mean():.2f}, residual {-per['resnet'].mean():.2f}, plain minus "
+        f"residual {faster:+.2f}"
+        + ("" if ci is None else f" (95% interval {ci[0]:+.2f} to {ci[1]:+.2f})")
+        + f" over {min(len(per['plain']), len(per['resnet']))} init seed(s)"
+    )
+    found = compare(faster, ci, CORRELATION_MARGIN)
+    if found is None:
+        why = no_interval(per["plain"], per["resnet"]) or "the interval straddles the margin"
+        return Finding(measured=measured, why=why)
+    return Finding(SUPPORTED if found else CONTRADICTED, measured)
 
 
 @claim(

@@ -53,6 +53,9 @@ PROBES = {
     "lesions_single": Probe(
         "lesions_single.csv", "lesions.png", "lesion study", "probe_lesions.py"
     ),
+    "lesions_random": Probe(
+        "lesions_random.csv", "lesions.png", "lesion study", "probe_lesions.py"
+    ),
     "landscape": Probe("landscape.csv", "landscape.png", "landscape", "probe_landscape.py"),
 }
 # The run columns a rule may read; a sweep without one has it empty.
