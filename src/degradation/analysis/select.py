@@ -69,7 +69,8 @@ def main_group(done: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """The runs one verdict compares where a sweep holds several groups of
     :data:`GROUP_COLUMNS` (data, width, training length): the group with the longest training,
     then the most runs; and that group's settings (empty when the sweep holds one group)."""
-    keys = [c for c in GROUP_COLUMNS if c in done and done[c].notna().any()]
+    # a setting some nets lack (a dense net's width) does not split the sweep
+    keys = [c for c in GROUP_COLUMNS if c in done and done[c].notna().all()]
     if done.empty or not keys:
         return done, {}
     groups = done.groupby(keys, dropna=False)
