@@ -3,6 +3,8 @@ synthetic budget sweeps with a known answer."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -149,3 +151,18 @@ def test_run_names_show_the_budget_only_when_it_is_set():
     model = {"residual": False, "depth": 8, "width": 8}
     assert run_name(model, "fashion_mnist", 0) == "plain8-w8-fashion_mnist-seed0"
     assert run_name(model, "fashion_mnist", 0, 1500) == "plain8-w8-fashion_mnist-budget1500-seed0"
+
+
+def test_the_other_claims_compare_the_longest_budget_only():
+    """A budget sweep holds several training lengths: claim 1 compares the nets of the longest
+    one (pooling budgets would mix early and late errors), claim 2 reads across them."""
+    from degradation.analysis.claims.registry import Sweep
+
+    runs = sweep({1000: 0.05, 2000: 0.02, 4000: 0.02}, {1000: 0.30, 2000: 0.20, 4000: 0.025})
+    s = Sweep(runs, pd.DataFrame())
+    assert set(s.done["max_steps"]) == {4000} and s.group == {"max_steps": 4000}
+    assert set(s.all_done["max_steps"]) == {1000, 2000, 4000}
+    rows = {r.number: r for r in ledger(runs, pd.DataFrame())}
+    # 2.5% - 2.0% at 4000 iterations (pooled over the budgets it would be +14.5 points)
+    assert re.search(r"minus plain-8: [+-][01]\.\d points", rows[1].measured), rows[1].measured
+    assert Sweep(sweep({600: 0.2}, {600: 0.3}), pd.DataFrame()).group == {}

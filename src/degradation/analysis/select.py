@@ -63,3 +63,28 @@ def metrics_of(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
 def comparable_metrics(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     """The metrics of the :func:`comparable` runs."""
     return metrics_of(comparable(runs), metrics)
+
+
+def main_group(done: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The runs one verdict compares where a sweep holds several groups of
+    :data:`GROUP_COLUMNS` (data, width, training length): the group with the longest training,
+    then the most runs; and that group's settings (empty when the sweep holds one group)."""
+    # a setting some nets lack (a dense net's width) does not split the sweep
+    keys = [c for c in GROUP_COLUMNS if c in done and done[c].notna().all()]
+    if done.empty or not keys:
+        return done, {}
+    groups = done.groupby(keys, dropna=False)
+    if groups.ngroups < 2:
+        return done, {}
+    steps = "max_steps" if "max_steps" in keys else None
+    best = max(
+        groups.groups,
+        key=lambda k: (
+            float(dict(zip(keys, k if isinstance(k, tuple) else (k,), strict=True))[steps])
+            if steps
+            else 0.0,
+            len(groups.groups[k]),
+        ),
+    )
+    values = best if isinstance(best, tuple) else (best,)
+    return done.loc[groups.groups[best]], dict(zip(keys, values, strict=True))

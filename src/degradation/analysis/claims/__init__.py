@@ -94,8 +94,17 @@ def table(rows: list[Row]) -> pd.DataFrame:
 
 def section(ctx: Context) -> Section:
     """The ledger table (also ledger.csv), probes looked for in the probe directories first."""
-    rows = ledger(ctx.runs, ctx.metrics, find_probes(ctx.search_dirs))
+    probes = find_probes(ctx.search_dirs)
+    rows = ledger(ctx.runs, ctx.metrics, probes)
     ctx.save_table(table(rows), "ledger")
+    group = Sweep(ctx.runs, ctx.metrics, probes).group
+    read = (
+        " The sweep holds several groups of runs; the rows compare those of "
+        + ", ".join(f"{k}={v}" for k, v in group.items())
+        + " (the longest training), and claim 2 reads across the budgets."
+        if group
+        else ""
+    )
     for figure in probe_figures(ctx.search_dirs):  # beside the report's links
         ctx.copy_beside(figure)
     undecided = [f"claim {r.number}: {r.why}" for r in rows if r.verdict == UNDECIDED and r.why]
@@ -103,7 +112,7 @@ def section(ctx: Context) -> Section:
         TITLE,
         [
             "Each explanation users bring, what this sweep measured, and the verdict computed "
-            "from it (thresholds under Definitions).",
+            "from it (thresholds under Definitions)." + read,
             "",
             table(rows).to_markdown(index=False),
         ],

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from degradation.analysis.select import comparable, metrics_of
+from degradation.analysis.select import comparable, main_group, metrics_of
 from degradation.analysis.stats import (  # noqa: F401  (the verdicts, re-exported)
     CONTRADICTED,
     LEVEL,
@@ -105,10 +105,15 @@ class Sweep:
     probes: dict[str, pd.DataFrame] = field(default_factory=dict)
     done: pd.DataFrame = field(init=False)
     done_metrics: pd.DataFrame = field(init=False)
+    # every comparable run, of all groups (the budget rule reads across training lengths)
+    all_done: pd.DataFrame = field(init=False)
+    # the settings of the group ``done`` holds where the sweep has several (else empty)
+    group: dict = field(init=False)
 
     def __post_init__(self) -> None:
         filled = self.runs.assign(**{c: None for c in NEEDED if c not in self.runs})
-        self.done = comparable(filled)
+        self.all_done = comparable(filled)
+        self.done, self.group = main_group(self.all_done)
         self.done_metrics = metrics_of(self.done, self.metrics)
 
 

@@ -94,7 +94,7 @@ def degradation(s: Sweep) -> Finding:
     "the schedule's, not an end state).",
 )
 def end_state(s: Sweep) -> Finding:
-    reading = budget.read(s.done)
+    reading = budget.read(s.all_done)
     return Finding(reading.verdict, reading.measured, reading.why)
 
 
