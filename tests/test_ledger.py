@@ -91,9 +91,18 @@ def test_probe_claims_follow_the_probe_tables(tmp_path):
         return pd.DataFrame(rows)
 
     lesions = lesion_table([0.3, 0.8, 0.9], [0.2, 0.21, 0.22])
-    landscape = pd.DataFrame({"net": ["plain-44 seed 0", "resnet-44 seed 0"],
-                              "top_hessian_eigenvalue": [100.0, 30.0],
-                              "loss_at_edge_1d": [5.0, 2.0]})  # fmt: skip
+
+    def landscape_table(share: tuple[float, float], ratio: tuple[float, float]) -> pd.DataFrame:
+        """Three nets per family: non-monotone curves out of 6 and grid-mean ratio."""
+        return pd.DataFrame([
+            {"net": f"{family}-44 seed {seed}", "nonmonotone_1d": round(6 * sh) - (seed == 1),
+             "curves_1d": 6, "minima_2d": 0, "pairs": 3, "ratio_grid_mean": r + 0.01 * seed,
+             "lambda_max": 50.0, "top_hessian_eigenvalue": 50.0, "loss_at_edge_1d": 2.0}
+            for family, sh, r in (("plain", share[0], ratio[0]), ("resnet", share[1], ratio[1]))
+            for seed in (0, 1, 2)
+        ])  # fmt: skip
+
+    landscape = landscape_table((0.8, 0.2), (0.4, 0.1))
     probes = {"init_probes": init, "lesions_single": lesions, "landscape": landscape}
     empty = pd.DataFrame(columns=["run", "status", "family", "depth"])
     rows = ledger.ledger(empty, pd.DataFrame(), probes)
@@ -104,15 +113,25 @@ def test_probe_claims_follow_the_probe_tables(tmp_path):
     assert verdict(rows, 10).verdict == ledger.SUPPORTED
     # The other way round: residual nets ruined by lesions, flatter plain minimum.
     probes["lesions_single"] = lesion_table([0.3, 0.31, 0.3], [0.2, 0.7, 0.8])
-    probes["landscape"] = landscape.assign(top_hessian_eigenvalue=[10.0, 40.0],
-                                           loss_at_edge_1d=[1.0, 9.0])  # fmt: skip
+    probes["landscape"] = landscape_table((0.2, 0.8), (0.1, 0.4))
     rows = ledger.ledger(empty, pd.DataFrame(), probes)
     assert verdict(rows, 8).verdict == ledger.CONTRADICTED
+    assert verdict(rows, 9).verdict == ledger.SUPPORTED
     assert verdict(rows, 10).verdict == ledger.CONTRADICTED
-    # Curvature says one thing, the loss far away the other: not decided.
-    probes["landscape"] = landscape.assign(loss_at_edge_1d=[1.0, 9.0])
+    # The curves say one thing, the eigenvalue ratio the other: not decided.
+    probes["landscape"] = landscape_table((0.8, 0.2), (0.1, 0.4))
     row = verdict(ledger.ledger(empty, pd.DataFrame(), probes), 10)
     assert row.verdict == ledger.UNDECIDED and "disagree" in row.why
+    # Residual nets whose line correlation decays as fast as the plain nets': contradicted.
+    same = init.copy()
+    plain_bn = (same["family"] == "plain") & (same["norm"] == "batch")
+    for depth in (8, 20, 56):
+        at = same["depth"] == depth
+        same.loc[(same["family"] == "resnet") & at, "line_correlation"] = same.loc[
+            plain_bn & at, "line_correlation"
+        ].to_numpy()
+    probes["init_probes"] = same
+    assert verdict(ledger.ledger(empty, pd.DataFrame(), probes), 9).verdict == ledger.CONTRADICTED
 
 
 def test_claim_numbers_are_taken_once_and_a_new_claim_comes_next(tmp_path):

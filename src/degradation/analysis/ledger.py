@@ -25,7 +25,7 @@ from degradation.analysis.claims.probes import (
     EXPLODE_LOG,
     LESION_LARGE,
     LESION_SMALL,
-    SHARPNESS_RATIO,
+    NONCONVEX_MARGIN,
 )
 from degradation.analysis.convergence import EARLY_FRACTIONS, STUCK_ERROR
 from degradation.analysis.gradients import VANISH_RATIO
@@ -46,7 +46,7 @@ __all__ = [
     "PROBES",
     "RESPONSE_MARGIN",
     "MIN_SEEDS",
-    "SHARPNESS_RATIO",
+    "NONCONVEX_MARGIN",
     "STUCK_ERROR",
     "SUPPORTED",
     "TITLE",
