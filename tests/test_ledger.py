@@ -216,3 +216,21 @@ def test_a_stuck_net_does_not_converge_faster(tmp_path):
     runs.loc[stuck, "final_train_error"] = 0.9
     finding = training.speed(Sweep(runs, metrics))
     assert finding.verdict == ledger.UNDECIDED and "at or above 50%" in finding.why
+
+
+def test_the_reports_words_are_the_ledgers_rule(tmp_path):
+    """The verdict section's "Degradation: yes/no/not decided" and the residual nets' "rises /
+    does not rise" are claims 1 and 3 of the ledger, sweep after sweep."""
+    from degradation.analysis import degradation
+
+    words = {True: ledger.SUPPORTED, False: ledger.CONTRADICTED, None: ledger.UNDECIDED}
+    rng = np.random.default_rng(5)
+    for i in range(6):
+        plain = {8: 0.10, 44: 0.10 + rng.uniform(-0.01, 0.04)}
+        resnet = {8: 0.10, 44: 0.10 + rng.uniform(-0.01, 0.04)}
+        runs, metrics = sweep(tmp_path / str(i), plain, resnet, seeds=(0, 1, 2))
+        (found,) = degradation.verdicts(runs)
+        rows = ledger.ledger(runs, metrics)
+        assert words[found.degradation] == verdict(rows, 1).verdict
+        flipped = {True: ledger.CONTRADICTED, False: ledger.SUPPORTED, None: ledger.UNDECIDED}
+        assert flipped[found.resnet.rises()] == verdict(rows, 3).verdict

@@ -32,11 +32,6 @@ TITLE = "Does it happen? Degradation and the residual fix"
 NEEDS = "finished plain nets of two or more depths, and residual nets of the same depths"
 
 
-def _decide(a: bool | None, b: bool | None) -> bool | None:
-    """Both measures agree: that answer; otherwise not decided (None)."""
-    return a if a is b else None
-
-
 @dataclass
 class FamilyTrend:
     """How one family's training error changes with depth, per depth over seeds."""
@@ -77,9 +72,9 @@ class FamilyTrend:
         return self.rise(late=True)[0]
 
     def rises(self, margin: float = MARGIN) -> bool | None:
-        """Is the deepest net's training error higher, at the end and over the last part? None
-        when the two disagree or an interval straddles the margin."""
-        return _decide(compare(*self.rise(), margin), compare(*self.rise(late=True), margin))
+        """Is the deepest net's final training error higher by more than ``margin``? None when
+        its interval straddles the margin or there is none (the ledger's claims 1 and 3)."""
+        return compare(*self.rise(), margin)
 
     def monotonic(self) -> bool:
         """Each deeper net has a higher mean final training error than the one before."""
@@ -112,8 +107,8 @@ class Verdict:
         (None when not measurable or not decided)."""
         if not self.resnet or not self.gaps:
             return None
-        final, late = self.gaps[max(self.gaps)]
-        beats = _decide(compare(*final, self.margin), compare(*late, self.margin))
+        final, _ = self.gaps[max(self.gaps)]
+        beats = compare(*final, self.margin)
         rises = self.resnet.rises(self.margin) if len(self.resnet.depths) > 1 else False
         if rises is True or beats is False:
             return False
@@ -197,8 +192,8 @@ def verdict_text(verdict: Verdict) -> str:
         how = {True: "rises", False: "does not rise", None: "may rise"}[state]
         order = " at every step in depth" if state and p.monotonic() else ""
         why = (
-            " (the end and the last 20% disagree, or an interval straddles the "
-            f"{100 * verdict.margin:.0f}-point margin: more seeds would decide)"
+            f" (no interval on one side of the {100 * verdict.margin:.0f}-point margin: "
+            f"{MIN_SEEDS} or more seeds per net would decide)"
             if state is None
             else ""
         )
@@ -223,11 +218,15 @@ def verdict_text(verdict: Verdict) -> str:
                 f"depth {d}: {points(f[0])}{interval(f[1])} (last 20%: {points(lt[0])})"
                 for d, (f, lt) in verdict.gaps.items()
             )
-            final = verdict.gaps[deepest][0][0]
+            final, ci = verdict.gaps[deepest][0]
+            ends = {
+                True: "below its plain twin by more than the margin",
+                False: "not below its plain twin by more than the margin",
+                None: "below or above its plain twin: not decided",
+            }[compare(final, ci, verdict.margin)]
             gap = (
                 f" Plain minus residual training error at each depth: {gap_text}. At depth "
-                f"{deepest} the residual net ends {'far ' if final > 5 * verdict.margin else ''}"
-                f"{'below' if final > 0 else 'above'} its plain twin."
+                f"{deepest} the residual net ends {ends}."
             )
         else:
             gap = " No depth has both a plain and a residual net, so there is no gap to measure."
