@@ -7,9 +7,12 @@ set -euo pipefail
 out=$1 command=$2
 cd "$(dirname "$0")/.."
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-# "(dirty)": the code (degradation.launch.CODE_PATHS) had changes against that commit
-.venv/bin/python -c "import sys; from degradation.launch import git_state; sys.exit(git_state()['dirty'] is True)" \
-    || commit="$commit (dirty)"
+# "(dirty)": the code of this checkout (degradation.launch.CODE_PATHS) had changes against that
+# commit; "(code state unknown)" when it cannot be told
+dirty=$(PYTHONPATH=src .venv/bin/python -c "from pathlib import Path
+from degradation.launch import git_state
+print(git_state(Path('.')).get('dirty'))" 2>/dev/null || echo None)
+case $dirty in True) commit="$commit (dirty)" ;; False) ;; *) commit="$commit (code state unknown)" ;; esac
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 t0=$(date +%s)
 bash -c "$command"

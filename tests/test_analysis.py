@@ -231,7 +231,7 @@ def test_write_analysis_writes_everything(tmp_path):
         assert (tmp_path / "out" / name).is_file()
     report = written["report"].read_text()
     assert "Made by `python x`" in report and "![Fig. 6 style" in report
-    assert "Total training wall time: 360 s over 12 runs." in report
+    assert "Total training wall time: 540 s over 18 runs." in report
     assert pd.read_csv(tmp_path / "out" / "table.csv")["net"].tolist() == [
         "plain-8",
         "plain-20",

@@ -122,6 +122,9 @@ def test_two_minima_along_a_line_are_non_monotone_and_a_bowl_is_not():
     assert nonmonotone(a, 1 + (a * (a - 0.7)) ** 2)  # a second minimum at a = 0.7
     assert nonmonotone(a, 1 + (a * (a + 0.7)) ** 2)  # ... or on the other side
     assert nonmonotone(a[::-1], 1 + (a[::-1] * (a[::-1] - 0.7)) ** 2)  # in any order
+    # the weights off the bottom of a bowl, or on a slope: one basin, not non-convex
+    assert not nonmonotone(a, 1 + (a - 0.3) ** 2)
+    assert not nonmonotone(a, 1 - 0.1 * a)
 
 
 def test_local_minima_other_than_the_lowest_point():

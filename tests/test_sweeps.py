@@ -212,3 +212,19 @@ def test_only_a_change_to_the_code_makes_a_run_dirty(tmp_path):
     (tmp_path / "src" / "code.py").write_text("x = 2\n")
     state = git_state(tmp_path)
     assert state["dirty"] is True and state["changed"] == ["src/code.py"]
+
+
+def test_a_new_module_not_yet_in_git_makes_a_run_dirty(tmp_path):
+    from degradation.launch import git_state
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    (tmp_path / "src" / "new.py").write_text("y = 1\n")
+    state = git_state(tmp_path)
+    assert state["dirty"] is True and state["changed"] == ["src/new.py"]

@@ -106,7 +106,8 @@ CODE_PATHS = ("src", "conf", "experiments", "pyproject.toml", "constraints.txt")
 
 def git_state(repo: Path | None = None) -> dict[str, Any]:
     """The commit the code came from and whether the code (:data:`CODE_PATHS`) had changes
-    against it, with the changed files (at most 20)."""
+    against it, new files not yet in git (and not ignored) included, with the changed files
+    (at most 20)."""
     repo = repo or Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
@@ -115,7 +116,7 @@ def git_state(repo: Path | None = None) -> dict[str, Any]:
         if commit.returncode != 0:
             return {"commit": None, "dirty": None}
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+            ["git", "status", "--porcelain", "--untracked-files=normal", "--", *CODE_PATHS],
             cwd=repo, capture_output=True, text=True, timeout=10,
         )  # fmt: skip
         changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]

@@ -119,8 +119,8 @@ def definitions() -> list[str]:
         f"- Verdict: a difference of at most {100 * degradation.MARGIN:.0f} point counts as no "
         f"change; a verdict needs {MIN_SEEDS} or more seeds per net and the 95% interval on one "
         "side of it (with fewer seeds: not decided).",
-        f"- A per-layer gradient norm below {gradients.VANISH_RATIO:g} times the largest counts "
-        "as vanished.",
+        f"- Vanishing gradients: a per-weight RMS layer gradient below {gradients.VANISH_RATIO:g} "
+        "times the largest (claim 4 of the ledger).",
         *[f"- Ledger: {d}" for d in ledger.DEFINITIONS],
     ]
 

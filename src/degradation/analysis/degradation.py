@@ -184,7 +184,7 @@ def verdict_text(verdict: Verdict) -> str:
     """The verdict in words, with its numbers and intervals."""
     lines = []
     p, r = verdict.plain, verdict.resnet
-    seeds = max((len(v) for t in (p, r) if t for v in t.finals), default=1)
+    seeds = min((len(v) for t in (p, r) if t for v in t.finals), default=1)
     if p is None or len(p.depths) < 2:
         lines.append("**Degradation: not measurable** (needs plain nets of at least two depths).")
     else:
@@ -245,7 +245,7 @@ def verdict_text(verdict: Verdict) -> str:
     lines.append(
         summary
         + (
-            f" Intervals are 95% Welch t intervals over {seeds} seeds per net."
+            f" Intervals are 95% Welch t intervals over the seeds ({seeds} or more per net)."
             if seeds >= MIN_SEEDS
             else f" {seeds} seed(s) per net: no intervals, so no difference is decided (a "
             f"verdict needs {MIN_SEEDS} seeds per net; experiment=quick_seeds)."

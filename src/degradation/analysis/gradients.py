@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from degradation.analysis.base import Context, Section
-from degradation.analysis.select import comparable, metrics_of
+from degradation.analysis.select import comparable, main_group, metrics_of
 from degradation.analysis.stats import (
     MIN_SEEDS,
     UNDECIDED,
@@ -87,16 +87,19 @@ def run_vanishing(grads: pd.DataFrame, runs: pd.DataFrame) -> pd.Series:
     """Per run: the median over its logged steps after step 0 of the smallest over the largest
     per-weight RMS gradient (L2 norm / sqrt(layer size)) of its 3x3 convs; runs whose layer count
     does not match their design's are left out."""
-    info = runs.set_index("run")
+    info = runs.drop_duplicates("run").set_index("run")
     out = {}
     for run, group in grads[grads["step"] > 0].groupby("run"):
         if run not in info.index:
             continue
         row = info.loc[run]
-        sizes = layer_sizes(
-            str(row["family"]), int(row["depth"]), int(row["width"]),
-            in_channels_of(str(row.get("data", ""))),
-        )  # fmt: skip
+        try:  # the 2015 CIFAR family (6n+2, basic units); another design has no sizes here
+            sizes = layer_sizes(
+                str(row["family"]), int(row["depth"]), int(row["width"]),
+                in_channels_of(str(row.get("data", ""))),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError):
+            continue
         ratios = []
         for _, at in group.groupby("step"):
             at = at.sort_values("layer")
@@ -240,8 +243,9 @@ def section(ctx: Context) -> Section:
         return out
     spread = gradient_spread(grads)
     ctx.save_table(spread, "gradients")
+    main, _ = main_group(runs)  # the verdict's runs: those the ledger's claim 4 reads
     out.lines += [
-        gradients_text(spread, read_vanishing(grads, runs)),
+        gradients_text(spread, read_vanishing(grads[grads["run"].isin(main["run"])], main)),
         "",
         ctx.save_figure(gradient_profiles(grads), "grad_profiles"),
         "",

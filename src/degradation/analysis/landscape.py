@@ -249,19 +249,17 @@ def eigen_grid(
 
 
 def nonmonotone(alphas: Sequence[float], losses: Sequence[float], tolerance: float = 1e-3) -> bool:
-    """Whether a 1-D curve, going out from its point nearest 0 on either side, falls by more
-    than ``tolerance`` x |loss there| below the highest loss seen before on that side (a
-    convex bowl centred there: False; a second minimum along the line: True)."""
+    """Whether a 1-D curve has a second basin: an interior peak with the loss falling by more
+    than ``tolerance`` x |loss at the point nearest 0| on both sides of it (a convex bowl, centred
+    or not, and a curve that only falls or only rises: False; two minima along the line: True)."""
+    from scipy.signal import find_peaks
+
     alphas, losses = np.asarray(alphas, dtype=float), np.asarray(losses, dtype=float)
     order = np.argsort(alphas)
     alphas, losses = alphas[order], losses[order]
-    center = int(np.abs(alphas).argmin())
-    slack = tolerance * abs(losses[center])
-    for side in (losses[center:], losses[center::-1]):
-        highest = np.maximum.accumulate(side)
-        if (side[1:] < highest[:-1] - slack).any():
-            return True
-    return False
+    slack = tolerance * abs(losses[int(np.abs(alphas).argmin())])
+    peaks, _ = find_peaks(losses, prominence=max(slack, 1e-12))
+    return len(peaks) > 0
 
 
 def local_minima(surface: pd.DataFrame, tolerance: float = 1e-3) -> int:

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from degradation.analysis.base import Context, Section, keep_cache, read_cached_column
-from degradation.analysis.select import comparable
+from degradation.analysis.select import comparable, main_group
 from degradation.analysis.stats import (
     MIN_SEEDS,
     UNDECIDED,
@@ -193,8 +193,14 @@ def paired_ratios(responses: pd.DataFrame) -> tuple[int, pd.Series] | None:
         return None
     depth = max(depths)
     at = responses[responses["depth"] == depth]
+    if "seed" not in at or at["seed"].isna().any():
+        return None
     table = at.pivot_table(index=["seed", "layer"], columns="family", values="std")
+    if not {"plain", "resnet"} <= set(table.columns):
+        return None  # no seed holds both families
     table = table.dropna(subset=["plain", "resnet"])
+    if table.empty:
+        return None
     ratios = (table["resnet"] / table["plain"]).groupby(level="seed").median()
     return int(depth), ratios
 
@@ -205,7 +211,8 @@ def smaller(responses: pd.DataFrame) -> Reading:
     ratio)?"""
     found = paired_ratios(responses)
     if found is None:
-        return Reading(UNDECIDED, "-", "needs plain and residual nets of a common depth")
+        why = "needs plain and residual nets of a common depth and seed (seed s with seed s)"
+        return Reading(UNDECIDED, "-", why)
     depth, ratios = found
     logs = np.log(ratios.to_numpy(float))
     mean, ci = mean_interval(logs, MIN_SEEDS)
@@ -222,15 +229,17 @@ def smaller(responses: pd.DataFrame) -> Reading:
     return reading(found, measured, why, f"not smaller by {100 * RESPONSE_MARGIN:.0f}%")
 
 
-def responses_text(responses: pd.DataFrame) -> str:
-    """Median layer response per net, and the paired reading at the deepest common depth (the
-    same words as the ledger's claim 11)."""
+def responses_text(responses: pd.DataFrame, decided: pd.DataFrame | None = None) -> str:
+    """Median layer response per net, and the paired reading at the deepest common depth of
+    ``decided`` (the runs the ledger's claim 11 reads; all of ``responses`` by default), in the
+    ledger's words."""
+    decided = responses if decided is None else decided
     medians = _median_by_net(responses)
     order = sorted(medians.index, key=net_key)
     listed = ", ".join(f"{n} {medians[n]:.3f}" for n in order)
     text = f"Median std of the 3x3 layers' responses: {listed}."
-    if paired_ratios(responses) is not None:
-        found = smaller(responses)
+    if len(decided) and paired_ratios(decided) is not None:
+        found = smaller(decided)
         why = f" ({found.why})" if found.why else ""
         text += (
             f" Residual responses smaller than plain (Fig. 7): **{found.verdict}**{why}. "
@@ -273,5 +282,7 @@ def section(ctx: Context) -> Section:
         out.skipped.append(f"Fig. 7: needs {NEEDS}")
         return out
     ctx.save_table(responses, "responses")
-    out.lines += [responses_text(responses), "", ctx.save_figure(fig7(responses), "fig7")]
+    main, _ = main_group(comparable(ctx.runs))  # the runs the ledger's claim 11 reads
+    decided = responses[responses["run"].isin(main["run"])]
+    out.lines += [responses_text(responses, decided), "", ctx.save_figure(fig7(responses), "fig7")]
     return out

@@ -1,12 +1,14 @@
-"""Decisions across seeds with a stated error rate: Student's t quantiles (scipy), the 95% interval
+"""Decisions across seeds with a stated error rate: Student's t quantiles (scipy), the interval
 of a mean and the Welch-Satterthwaite interval of a difference (or any signed sum) of means, the
 margin every verdict decides by, and how a difference and its interval are written.
 
 How a comparing verdict is made (one home for it, :func:`compare`): a difference decides only
-when it has a 95% interval, that is when every net it compares has at least ``MIN_SEEDS`` seeds
+when it has an interval, that is when every net it compares has at least ``MIN_SEEDS`` seeds
 with some spread between them, and the interval lies on one side of the margin. Each such
 verdict is a one-sided decision with an error rate of at most 2.5% when the truth sits exactly on
-the margin (less elsewhere), per ledger row; no correction for the number of rows is made.
+the margin (less elsewhere), per ledger row: a row that decides when any one of k tests does (a
+shortcut variant of k, either of two nets) makes each at the k-fold level (:func:`familywise`,
+Bonferroni). No correction for the number of rows is made.
 Fewer seeds never decide: one seed cannot show its own seed-to-seed spread, and a band borrowed
 from another setting would not hold its coverage there.
 """
@@ -47,19 +49,22 @@ def t975(dof: float) -> float:
 
 def _clean(values) -> np.ndarray:
     values = np.asarray(values, dtype=float)
-    return values[~np.isnan(values)]
+    return values[np.isfinite(values)]
 
 
-def _variance(values: np.ndarray) -> float:
-    """The variance over seeds, with :data:`RESOLUTION` for a group all at 0 or all at 1, and 0
-    for other equal values."""
+def _variance(values: np.ndarray, resolution: float = 0.0) -> float:
+    """The variance over seeds. Values equal to rounding (relative 1e-9) have none; then a
+    measure with a ``resolution`` (a count's step) gets that, a group all at 0 or all at 1 gets
+    :data:`RESOLUTION`, and any other gets 0 (duplicated runs)."""
     var = float(values.var(ddof=1))
-    if var > 0 or values[0] not in (0.0, 1.0):
+    if var > (1e-9 * max(1e-12, float(np.abs(values).max()))) ** 2:
         return var
-    return RESOLUTION**2
+    if resolution > 0:
+        return resolution**2
+    return RESOLUTION**2 if values[0] in (0.0, 1.0) else 0.0
 
 
-def no_interval(*groups, min_seeds: int = MIN_SEEDS) -> str:
+def no_interval(*groups, min_seeds: int = MIN_SEEDS, resolution: float = 0.0) -> str:
     """Why these groups (one per net) give no deciding interval, or "" when they do."""
     groups = [_clean(g) for g in groups]
     fewest = min((len(g) for g in groups), default=0)
@@ -69,45 +74,59 @@ def no_interval(*groups, min_seeds: int = MIN_SEEDS) -> str:
         return f"one seed per net: no interval (needs {min_seeds} seeds per net)"
     if fewest < min_seeds:
         return f"{fewest} seeds per net: too few to decide (needs {min_seeds})"
-    if any(_variance(g) == 0 for g in groups):
+    if any(_variance(g, resolution) == 0 for g in groups):
         return "a net's seeds end at identical values (duplicated runs?): no interval"
     return ""
 
 
+def familywise(tests: int) -> float:
+    """The confidence level of each of ``tests`` intervals of a row that decides when any one of
+    them does (Bonferroni), so that the row keeps the error of one :data:`LEVEL` interval."""
+    return 1 - (1 - LEVEL) / max(1, tests)
+
+
 def signed_sum(
-    groups: Sequence, signs: Sequence[float], min_seeds: int = MIN_SEEDS
+    groups: Sequence,
+    signs: Sequence[float],
+    min_seeds: int = MIN_SEEDS,
+    level: float = LEVEL,
+    resolution: float = 0.0,
 ) -> tuple[float, tuple[float, float] | None]:
-    """sum(sign * mean(group)) over independent groups, and its 95% Welch-Satterthwaite t
+    """sum(sign * mean(group)) over independent groups, and its ``level`` Welch-Satterthwaite t
     interval; None when :func:`no_interval` gives a reason (too few seeds, no spread)."""
     groups = [_clean(g) for g in groups]
     if any(len(g) == 0 for g in groups):
         return math.nan, None
     value = float(sum(s * g.mean() for g, s in zip(groups, signs, strict=True)))
-    if no_interval(*groups, min_seeds=min_seeds):
+    if no_interval(*groups, min_seeds=min_seeds, resolution=resolution):
         return value, None
-    parts = [_variance(g) / len(g) for g in groups]
+    parts = [_variance(g, resolution) / len(g) for g in groups]
     var = sum(parts)
     dof = var**2 / sum(p**2 / (len(g) - 1) for p, g in zip(parts, groups, strict=True))
-    half = t975(dof) * math.sqrt(var)
+    half = t_quantile(dof, level) * math.sqrt(var)
     return value, (value - half, value + half)
 
 
-def difference(a, b, min_seeds: int = MIN_SEEDS) -> tuple[float, tuple[float, float] | None]:
-    """mean(a) - mean(b), and its 95% Welch t interval (None with fewer than ``min_seeds``
-    values on a side, or no spread on either)."""
-    return signed_sum([a, b], [1, -1], min_seeds)
+def difference(
+    a, b, min_seeds: int = MIN_SEEDS, level: float = LEVEL, resolution: float = 0.0
+) -> tuple[float, tuple[float, float] | None]:
+    """mean(a) - mean(b), and its ``level`` Welch t interval (None with fewer than
+    ``min_seeds`` values on a side, or no spread on either)."""
+    return signed_sum([a, b], [1, -1], min_seeds, level, resolution)
 
 
-def mean_interval(values, min_seeds: int = 2) -> tuple[float, tuple[float, float] | None]:
-    """The mean of ``values`` and its 95% t interval (for display: None with fewer than
-    ``min_seeds`` values or no spread)."""
+def mean_interval(
+    values, min_seeds: int = 2, level: float = LEVEL
+) -> tuple[float, tuple[float, float] | None]:
+    """The mean of ``values`` and its ``level`` t interval (None with fewer than ``min_seeds``
+    values or no spread; the default of 2 is for display, deciding rules pass MIN_SEEDS)."""
     values = _clean(values)
     if len(values) == 0:
         return math.nan, None
     mean = float(values.mean())
     if no_interval(values, min_seeds=min_seeds):
         return mean, None
-    half = t975(len(values) - 1) * math.sqrt(_variance(values) / len(values))
+    half = t_quantile(len(values) - 1, level) * math.sqrt(_variance(values) / len(values))
     return mean, (mean - half, mean + half)
 
 
@@ -144,10 +163,12 @@ def interval_or_why(ci: tuple[float, float] | None, *groups) -> str:
     return interval(ci) if ci is not None else (f" ({why})" if why else "")
 
 
-def interval(ci: tuple[float, float] | None, missing: str = "") -> str:
-    """A 95% interval of an error difference in points, `` (95% interval -0.4 to +2.1)``;
+def interval(ci: tuple[float, float] | None, missing: str = "", level: float = LEVEL) -> str:
+    """A ``level`` interval of an error difference in points, `` (95% interval -0.4 to +2.1)``;
     ``missing`` where there is none."""
-    return missing if ci is None else f" (95% interval {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})"
+    if ci is None:
+        return missing
+    return f" ({100 * level:g}% interval {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})"
 
 
 @dataclass(frozen=True)

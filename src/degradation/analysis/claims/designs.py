@@ -20,6 +20,7 @@ from degradation.analysis.stats import (
     MARGIN,
     compare,
     exceeds,
+    familywise,
     interval,
     negate,
     points,
@@ -54,12 +55,13 @@ def identity_shortcut(s: Sweep) -> Finding:
             why="needs residual nets of one depth with identity and other shortcut variants"
         )
     parts, worse, better = [], [], []
+    level = familywise(sum(not math.isinf(diff) for _, diff, _ in leads))  # as identity_lead
     for name, diff, ci in leads:
         if math.isinf(diff):  # diverged
             parts.append(name)
             worse.append(name)
             continue
-        parts.append(f"{name} {points(diff)}{interval(ci, NO_INTERVAL)}")
+        parts.append(f"{name} {points(diff)}{interval(ci, NO_INTERVAL, level)}")
         lead = side(diff, ci)
         if lead == 1:
             worse.append(name)

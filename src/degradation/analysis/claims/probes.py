@@ -20,9 +20,11 @@ from degradation.analysis.claims.registry import (
     claim,
 )
 from degradation.analysis.stats import (
+    LEVEL,
     MIN_SEEDS,
     compare,
     difference,
+    familywise,
     mean_interval,
     no_interval,
     points,
@@ -30,11 +32,13 @@ from degradation.analysis.stats import (
 
 EXPLODE_LOG = 1.0  # init gradients 10x larger (or smaller) at the input than at the output
 LESION_SMALL, LESION_LARGE = 0.05, 0.20  # median error increase after one deletion
-# Shattering: plain nets' lag-1 line correlation falls by at least this much more per doubling
-# of depth than residual nets'.
-CORRELATION_MARGIN = 0.05
-# Chaotic: the plain nets' share of non-monotone 1-D curves above the residual nets' by this.
+# Shattering: residual nets keep this much more of their lag-1 line correlation over the
+# probed depths than plain nets.
+CORRELATION_MARGIN = 0.1
+# Chaotic: the plain nets' share of non-monotone 1-D curves above the residual nets' by this,
+# and their grid-mean |lambda_min / lambda_max| above the residual nets' by RATIO_MARGIN.
 NONCONVEX_MARGIN = 0.1
+RATIO_MARGIN = 0.05
 
 
 def find_probes(dirs: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
@@ -91,12 +95,17 @@ def _per_seed(plain: pd.DataFrame, depth: int, norm: str) -> np.ndarray:
     return rows["grad_log_ratio"].dropna().to_numpy(float)
 
 
-def _side(values: np.ndarray, level: float) -> tuple[float, str, bool | None]:
+def _side(
+    values: np.ndarray, level: float, confidence: float = LEVEL
+) -> tuple[float, str, bool | None]:
     """The mean of ``values``, its interval in words, and whether its magnitude is above
-    ``level`` (True), below it (False) or not decided (None) by the 95% interval over seeds."""
-    mean, ci = mean_interval(values, MIN_SEEDS)
+    ``level`` (True), below it (False) or not decided (None) by the ``confidence`` interval
+    over seeds."""
+    mean, ci = mean_interval(values, MIN_SEEDS, confidence)
     text = f"{mean:+.2f}" + (
-        f" (95% interval {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else f" ({no_interval(values)})"
+        f" ({100 * confidence:g}% interval {ci[0]:+.2f} to {ci[1]:+.2f})"
+        if ci
+        else f" ({no_interval(values)})"
     )
     if ci is None:
         return mean, text, None
@@ -133,12 +142,13 @@ def _bn_explodes(plain: pd.DataFrame) -> Finding:
     if len(depths) < 2:
         return Finding(why="needs plain BN nets probed at two depths")
     first, last = (_per_seed(plain, d, "batch") for d in (depths[0], depths[-1]))
-    growth, ci = difference(last, first)
-    _, last_text, last_off = _side(last, EXPLODE_LOG)
+    # either test alone can contradict: each at 97.5% (Bonferroni over the two)
+    growth, ci = difference(last, first, level=familywise(2))
+    _, last_text, last_off = _side(last, EXPLODE_LOG, familywise(2))
     measured = (
         f"plain BN nets, log10(first/last layer gradient per weight): depth {depths[0]} "
         f"{first.mean():+.2f}, depth {depths[-1]} {last_text}; growth {growth:+.2f}"
-        + (f" (95% interval {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else "")
+        + (f" ({100 * familywise(2):g}% interval {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else "")
     )
     grows = compare(growth, ci, EXPLODE_LOG)
     if grows is True and last_off is True and last.mean() > 0:
@@ -174,10 +184,10 @@ def lesion_slopes(random: pd.DataFrame, single: pd.DataFrame) -> dict[str, np.nd
     return {f: np.asarray(v) for f, v in slopes.items()}
 
 
-def _in_points(values: np.ndarray) -> tuple[str, tuple[float, float] | None]:
-    mean, ci = mean_interval(values, MIN_SEEDS)
+def _in_points(values: np.ndarray, level: float = LEVEL) -> tuple[str, tuple[float, float] | None]:
+    mean, ci = mean_interval(values, MIN_SEEDS, level)
     text = f"{points(mean)}" + (
-        f" (95% interval {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})" if ci else ""
+        f" ({100 * level:g}% interval {100 * ci[0]:+.1f} to {100 * ci[1]:+.1f})" if ci else ""
     )
     return text, ci
 
@@ -199,12 +209,16 @@ def _in_points(values: np.ndarray) -> tuple[str, tuple[float, float] | None]:
 )
 def lesions(s: Sweep) -> Finding:
     single = s.probes["lesions_single"]
+    if "depth" in single and single["depth"].notna().any():  # the deepest lesioned nets only
+        single = single[single["depth"] == single["depth"].max()]
     rise = lesion_rises(single)
     if not {"plain", "resnet"} <= set(rise):
         return Finding(why="needs lesions of a plain and a residual net")
+    # either net alone can contradict: each interval at 97.5% (Bonferroni over the two)
+    level = familywise(2)
     (res_text, res_ci), (plain_text, plain_ci) = (
-        _in_points(rise["resnet"]),
-        _in_points(rise["plain"]),
+        _in_points(rise["resnet"], level),
+        _in_points(rise["plain"], level),
     )
     measured = (
         f"median test-error increase after one deletion: residual {res_text}, plain "
@@ -226,16 +240,24 @@ def lesions(s: Sweep) -> Finding:
     return Finding(measured=measured, why="an interval reaches between the thresholds")
 
 
-def decay_per_doubling(nets: pd.DataFrame) -> pd.DataFrame:
-    """Per family and init seed (BN nets): the least-squares slope of the lag-1 line correlation
-    against log2(depth), the change per doubling of depth (negative: it decays)."""
+def kept_with_depth(nets: pd.DataFrame) -> pd.DataFrame:
+    """Per family and init seed (BN nets): the share of the shallowest probed depth's lag-1 line
+    correlation that is left at the deepest one (``kept``), and the decay length in layers of
+    the exponential c(L) = c0 exp(-L / length) through those two depths (``length``; inf when
+    nothing is lost)."""
     rows = []
     for (family, seed), group in nets.groupby(["family", "seed"]):
-        group = group.dropna(subset=["line_correlation"])
-        if group["depth"].nunique() >= 2:
-            slope = np.polyfit(np.log2(group["depth"].astype(float)), group["line_correlation"], 1)
-            rows.append({"family": family, "seed": seed, "slope": float(slope[0])})
-    return pd.DataFrame(rows, columns=["family", "seed", "slope"])
+        group = group.dropna(subset=["line_correlation"]).sort_values("depth")
+        if group["depth"].nunique() < 2:
+            continue
+        first, last = group.iloc[0], group.iloc[-1]
+        if first["line_correlation"] <= 0:
+            continue
+        kept = float(last["line_correlation"] / first["line_correlation"])
+        span = float(last["depth"] - first["depth"])
+        length = span / -np.log(kept) if 0 < kept < 1 else (np.inf if kept >= 1 else 0.0)
+        rows.append({"family": family, "seed": seed, "kept": kept, "length": length})
+    return pd.DataFrame(rows, columns=["family", "seed", "kept", "length"])
 
 
 @claim(
@@ -245,11 +267,12 @@ def decay_per_doubling(nets: pd.DataFrame) -> pd.DataFrame:
     figure="init_probes.png",
     probe="init_probes",
     definition="Shattering (Balduzzi et al.'s measure on images: per-example input gradients "
-    "along a line of inputs, BN held at one batch's statistics; see init_probes): the lag-1 "
-    "correlation of neighbouring points' gradients, fitted per init seed against log2(depth) "
-    "over the probed depths (BN nets); supported when the plain nets' decay per doubling of "
-    f"depth exceeds the residual nets' by more than {CORRELATION_MARGIN:g} (95% interval over "
-    "init seeds), contradicted when it does not.",
+    "along a line of inputs, BN held at one batch's statistics; see init_probes): per init seed "
+    "and family (BN nets), the share of the shallowest probed depth's lag-1 correlation of "
+    "neighbouring points' gradients left at the deepest probed depth (the fit of an "
+    "exponential decay with depth through the two, whose decay length in layers is shown); "
+    f"supported when the residual nets keep more than the plain nets by more than "
+    f"{CORRELATION_MARGIN:g} (95% interval over init seeds), contradicted when they do not.",
 )
 def shattering(s: Sweep) -> Finding:
     nets = s.probes["init_probes"]
@@ -257,27 +280,30 @@ def shattering(s: Sweep) -> Finding:
         why = "the init probes predate the line measure: re-run experiments/probe_init.py"
         return Finding(why=why)
     bn = nets[nets["norm"] == "batch"]
-    slopes = decay_per_doubling(bn)
-    per = {f: g["slope"].to_numpy(float) for f, g in slopes.groupby("family")}
+    kept = kept_with_depth(bn)
+    per = {f: g for f, g in kept.groupby("family")}
     if not {"plain", "resnet"} <= set(per):
         return Finding(why="needs plain and residual BN nets probed at two or more depths")
-    faster, ci = difference(-per["plain"], -per["resnet"])
+    share = {f: per[f]["kept"].to_numpy(float) for f in ("plain", "resnet")}
+    more, ci = difference(share["resnet"], share["plain"])
     means = bn.groupby(["family", "depth"])["line_correlation"].mean()
     listed = "; ".join(
         f"{family} " + ", ".join(f"{v:.2f}" for v in means[family])
         for family in ("plain", "resnet")
     )
     depths = ", ".join(str(int(d)) for d in means["plain"].index)
+    lengths = {f: float(np.median(per[f]["length"])) for f in ("plain", "resnet")}
     measured = (
-        f"lag-1 line correlation at depths {depths}: {listed}; decay per doubling of depth, "
-        f"plain {-per['plain'].mean():.2f}, residual {-per['resnet'].mean():.2f}, plain minus "
-        f"residual {faster:+.2f}"
+        f"lag-1 line correlation at depths {depths}: {listed}; kept from the shallowest to the "
+        f"deepest depth: plain {share['plain'].mean():.2f}, residual {share['resnet'].mean():.2f}"
+        f" (decay length {lengths['plain']:.3g} and {lengths['resnet']:.3g} layers); residual "
+        f"minus plain {more:+.2f}"
         + ("" if ci is None else f" (95% interval {ci[0]:+.2f} to {ci[1]:+.2f})")
-        + f" over {min(len(per['plain']), len(per['resnet']))} init seed(s)"
+        + f" over {min(len(share['plain']), len(share['resnet']))} init seed(s)"
     )
-    found = compare(faster, ci, CORRELATION_MARGIN)
+    found = compare(more, ci, CORRELATION_MARGIN)
     if found is None:
-        why = no_interval(per["plain"], per["resnet"]) or "the interval straddles the margin"
+        why = no_interval(share["plain"], share["resnet"]) or "the interval straddles the margin"
         return Finding(measured=measured, why=why)
     return Finding(SUPPORTED if found else CONTRADICTED, measured)
 
@@ -308,8 +334,11 @@ def landscape_per_net(numbers: pd.DataFrame) -> pd.DataFrame:
     "direction pairs, and the mean over the 2-D grid of |lambda_min / lambda_max| of the "
     "Hessian (0 where no negative curvature; Lanczos on Hessian-vector products). Chaotic "
     f"(plain) against smooth (residual): the plain nets' share above the residual nets' by more "
-    f"than {NONCONVEX_MARGIN:g} and their grid ratio higher (95% intervals over seeds), both "
-    "agreeing; contradicted when both say the opposite or no more. The top eigenvalue "
+    f"than {NONCONVEX_MARGIN:g} and their grid ratio by more than {RATIO_MARGIN:g} (95% "
+    "intervals over seeds), both agreeing; contradicted when both are not above by their "
+    "margins. A 1-D curve is non-monotone when it has a second basin (a peak between two dips, "
+    "each deeper than a tolerance); the ratio at the weights and the count of extra 2-D minima "
+    "are shown in the landscape section. The top eigenvalue "
     "(sharpness) is shown, not decided on: it is not scale-invariant for BN nets.",
 )
 def landscape(s: Sweep) -> Finding:
@@ -323,7 +352,9 @@ def landscape(s: Sweep) -> Finding:
         return Finding(why="needs landscapes of a plain and a residual net of the same depth")
     share = [per[f]["nonmonotone_share"].to_numpy(float) for f in ("plain", "resnet")]
     ratio = [per[f]["ratio_grid_mean"].to_numpy(float) for f in ("plain", "resnet")]
-    chaos, chaos_ci = difference(*share)
+    curves = float(per["plain"]["curves_1d"].max()) if "curves_1d" in per["plain"] else 0.0
+    # a share of k out of n curves moves in steps of 1/n: seeds all at one share keep that spread
+    chaos, chaos_ci = difference(*share, resolution=1 / curves if curves else 0.0)
     rough, rough_ci = difference(*ratio)
     sharp = [per[f]["lambda_max"].mean() if "lambda_max" in per[f] else float("nan")
              for f in ("plain", "resnet")]  # fmt: skip
@@ -339,7 +370,7 @@ def landscape(s: Sweep) -> Finding:
         f" (over {min(len(share[0]), len(share[1]))} net(s) each)"
     )
     by_curves = compare(chaos, chaos_ci, NONCONVEX_MARGIN)
-    by_ratio = compare(rough, rough_ci, 0.0)
+    by_ratio = compare(rough, rough_ci, RATIO_MARGIN)
     if by_curves is None or by_ratio is None:
         why = no_interval(*share) or "an interval straddles its margin"
         return Finding(measured=measured, why=why)

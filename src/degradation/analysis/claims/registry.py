@@ -30,7 +30,9 @@ SHARED_DEFINITIONS = [
     f"{MIN_SEEDS} seeds (with some spread between them), and a comparing verdict needs the "
     "interval on one side of the margin; with fewer seeds it is not decided.",
     "Error rate of a verdict: each comparing row is a one-sided decision at 2.5% (one side of "
-    "a 95% interval) when the truth lies on the margin, and less when it lies further inside. "
+    "a 95% interval) when the truth lies on the margin, and less when it lies further inside; a "
+    "row that decides when any one of k tests does (k shortcut variants, either of two nets) "
+    "makes each at the k-fold level (Bonferroni), so the row keeps 2.5%. "
     "The rate is per row: no correction is made for the number of rows, so if the truths of "
     "ten rows all sat on their margins, a report would hold at least one wrong verdict with a "
     f"chance of up to {1 - (1 - (1 - LEVEL) / 2) ** 10:.0%} (1 - 0.975^10).",
