@@ -65,3 +65,19 @@ def test_the_shipped_ledger_and_table_are_what_the_code_writes(folder, tmp_path)
                 f"{shipped.relative_to(ROOT)} is not what the current code writes: re-make it "
                 f"with `{remake}`"
             )
+
+
+def test_no_shipped_run_holds_a_lock_or_a_checkpoint():
+    """What git ships under results/ is the runs' records: never a run's lock file, nor
+    checkpoints or other pickled weights beyond the weights-only weights.pt."""
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    files = listed.stdout.splitlines()
+    assert files, "git lists no shipped results"
+    bad = [f for f in files if f.endswith((".lock", ".ckpt")) or "/checkpoints/" in f]
+    assert not bad, bad[:5]
