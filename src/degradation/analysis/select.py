@@ -76,15 +76,12 @@ def main_group(done: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     groups = done.groupby(keys, dropna=False)
     if groups.ngroups < 2:
         return done, {}
-    steps = "max_steps" if "max_steps" in keys else None
-    best = max(
-        groups.groups,
-        key=lambda k: (
-            float(dict(zip(keys, k if isinstance(k, tuple) else (k,), strict=True))[steps])
-            if steps
-            else 0.0,
-            len(groups.groups[k]),
-        ),
-    )
-    values = best if isinstance(best, tuple) else (best,)
-    return done.loc[groups.groups[best]], dict(zip(keys, values, strict=True))
+
+    def settings(key) -> dict:
+        return dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+
+    def rank(key) -> tuple[float, int]:  # the longest training, then the most runs
+        return float(settings(key).get("max_steps", 0)), len(groups.groups[key])
+
+    best = max(groups.groups, key=rank)
+    return done.loc[groups.groups[best]], settings(best)
