@@ -71,7 +71,11 @@ def ledger(
     registry: Registry = REGISTRY,
 ) -> list[Row]:
     """Every claim of ``registry`` with its computed verdict, in the order of their numbers."""
-    sweep = Sweep(runs, metrics, probes or {})
+    return rows_of(Sweep(runs, metrics, probes or {}), registry)
+
+
+def rows_of(sweep: Sweep, registry: Registry = REGISTRY) -> list[Row]:
+    """The ledger's rows computed from one :class:`Sweep`."""
     return [row for one in registry for row in one.rows(sweep)]
 
 
@@ -94,10 +98,10 @@ def table(rows: list[Row]) -> pd.DataFrame:
 
 def section(ctx: Context) -> Section:
     """The ledger table (also ledger.csv), probes looked for in the probe directories first."""
-    probes = find_probes(ctx.search_dirs)
-    rows = ledger(ctx.runs, ctx.metrics, probes)
+    sweep = Sweep(ctx.runs, ctx.metrics, find_probes(ctx.search_dirs))
+    rows = rows_of(sweep)
     ctx.save_table(table(rows), "ledger")
-    group = Sweep(ctx.runs, ctx.metrics, probes).group
+    group = sweep.group
     read = (
         " The sweep holds several groups of runs; the rows compare those of "
         + ", ".join(f"{k}={v}" for k, v in group.items())
