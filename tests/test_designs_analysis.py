@@ -8,6 +8,7 @@ from test_analysis import make_run
 
 from degradation.analysis import degradation as deg
 from degradation.analysis import ledger, normalization, preactivation, shortcut_variants
+from degradation.analysis.stats import MIN_SEEDS
 from degradation.report import write_analysis
 from degradation.results import collect
 
@@ -105,10 +106,101 @@ def test_norm_free_residual_nets(tmp_path):
     assert table.loc[("none", "fixup"), "outcome"] == "trains"
     row = claim(runs, 15)
     assert row.verdict == ledger.SUPPORTED and "+1.0 points" in row.measured
-    # a diverged norm-free run contradicts it
+    # one diverged norm-free run keeps it from training but does not decide alone
     make_run(tmp_path, "resnet", 20, 0.5, seed=3, status="diverged", norm="none", init="fixup")
     row = claim(collect(tmp_path)[0], 15)
-    assert row.verdict == ledger.CONTRADICTED and "1 diverged" in row.measured
+    assert row.verdict == ledger.UNDECIDED and "1 of 4 runs diverged" in row.measured
+    assert f"diverged in fewer than {MIN_SEEDS} seeds" in row.why and "fixup" in row.why
+    # diverged in MIN_SEEDS distinct seeds, it fails
+    for seed in (4, 5):
+        make_run(tmp_path, "resnet", 20, 0.5, seed=seed, status="diverged", norm="none",
+                 init="fixup")  # fmt: skip
+    row = claim(collect(tmp_path)[0], 15)
+    assert row.verdict == ledger.CONTRADICTED and "3 of 6 runs diverged" in row.measured
+
+
+def norm_free_diverged(root, seeds):
+    """BN residual nets over three seeds and a Fixup net whose every run (one per seed in
+    ``seeds``) diverged."""
+    for seed in SEEDS:
+        make_run(root, "resnet", 20, 0.10 + 0.003 * seed, seed=seed)
+    for seed in seeds:
+        make_run(root, "resnet", 20, 0.5, seed=seed, status="diverged", norm="none", init="fixup")
+    return collect(root)[0]
+
+
+def test_one_diverged_run_of_a_one_seed_init_does_not_contradict(tmp_path):
+    row = claim(norm_free_diverged(tmp_path, [0]), 15)
+    assert row.verdict == ledger.UNDECIDED, row
+    assert "fixup: 1 of 1 runs diverged, none finished" in row.measured
+    assert f"diverged in fewer than {MIN_SEEDS} seeds" in row.why
+
+
+def test_an_init_diverged_at_min_seeds_contradicts(tmp_path):
+    row = claim(norm_free_diverged(tmp_path, range(MIN_SEEDS)), 15)
+    assert row.verdict == ledger.CONTRADICTED, row
+    assert f"fixup: {MIN_SEEDS} of {MIN_SEEDS} runs diverged, none finished" in row.measured
+    (found,) = normalization.norm_free_gaps(collect(tmp_path)[0])
+    assert (found["diverged"], found["diverged_seeds"]) == (MIN_SEEDS, MIN_SEEDS)
+
+
+def test_diverged_seeds_count_seeds_not_runs():
+    """Runs repeated under one seed are one seed: three diverged rows of two seeds are two."""
+    runs = pd.DataFrame({"status": ["diverged", "diverged", "diverged", "finished"],
+                         "seed": [0, 0, 1, 2]})  # fmt: skip
+    assert shortcut_variants.diverged_seeds(runs) == 2
+    assert shortcut_variants.diverged_text(3, 4, 2) == "3 of 4 runs diverged (2 distinct seeds)"
+
+
+def test_one_diverged_run_of_a_one_seed_variant_does_not_decide(tmp_path):
+    """Identity and a gating variant within the margin over three seeds, and a dropout variant
+    with one run, diverged: it is reported but does not count as worse, so the row stays open
+    (before, it made one of two variants "worse" and the row "supported" with the conv one)."""
+    for seed in SEEDS:
+        make_run(tmp_path, "resnet", 20, 0.10 + 0.002 * seed, seed=seed,
+                 shortcut_variant="identity")  # fmt: skip
+        make_run(tmp_path, "resnet", 20, 0.30 + 0.002 * seed, seed=seed,
+                 shortcut_variant="conv1x1")  # fmt: skip
+        make_run(tmp_path, "resnet", 20, 0.10 + 0.003 * seed, seed=seed,
+                 shortcut_variant="shortcut_gating", gate_bias=-6.0)  # fmt: skip
+    make_run(tmp_path, "resnet", 20, 0.5, status="diverged", shortcut_variant="dropout")
+    runs = collect(tmp_path)[0]
+    leads = shortcut_variants.identity_lead(runs)
+    assert len(leads) == 3
+    (dropout,) = [lead for lead in leads if lead.name.startswith("dropout")]
+    assert (dropout.diverged, dropout.diverged_seed_count, dropout.diverges) == (1, 1, False)
+    row = claim(runs, 12)
+    assert row.verdict == ledger.UNDECIDED, row
+    assert "1 of 1 runs diverged, none finished" in row.measured
+    assert f"diverged in fewer than {MIN_SEEDS} seeds" in row.why and "dropout" in row.why
+
+
+def test_diverged_seeds_of_one_variant_are_one_variant_and_count_as_worse(tmp_path):
+    """Three diverged seeds of one dropout setting are one entry, worse than identity; with a
+    gating variant within the margin that is one of two worse: not more than half, so open
+    (before, three diverged entries made it three of four and "supported")."""
+    for seed in SEEDS:
+        make_run(tmp_path, "resnet", 20, 0.10 + 0.002 * seed, seed=seed,
+                 shortcut_variant="identity")  # fmt: skip
+        make_run(tmp_path, "resnet", 20, 0.10 + 0.003 * seed, seed=seed,
+                 shortcut_variant="shortcut_gating", gate_bias=-6.0)  # fmt: skip
+        make_run(tmp_path, "resnet", 20, 0.5, seed=seed, status="diverged",
+                 shortcut_variant="dropout")  # fmt: skip
+    runs = collect(tmp_path)[0]
+    leads = shortcut_variants.identity_lead(runs)
+    assert len(leads) == 2
+    (dropout,) = [lead for lead in leads if lead.name.startswith("dropout")]
+    assert dropout.diverges and dropout.diverged == MIN_SEEDS
+    row = claim(runs, 12)
+    assert row.verdict == ledger.UNDECIDED, row
+    assert "shortcut_gating" in row.why and "dropout" not in row.why
+    # with a second variant clearly worse, two of three are worse: supported
+    for seed in SEEDS:
+        make_run(tmp_path, "resnet", 20, 0.30 + 0.002 * seed, seed=seed,
+                 shortcut_variant="conv1x1")  # fmt: skip
+    row = claim(collect(tmp_path)[0], 12)
+    assert row.verdict == ledger.SUPPORTED, row
+    assert f"dropout (0.5) {MIN_SEEDS} of {MIN_SEEDS} runs diverged, none finished" in row.measured
 
 
 def test_report_walks_the_design_questions(tmp_path):

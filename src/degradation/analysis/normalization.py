@@ -10,7 +10,7 @@ import pandas as pd
 from degradation.analysis.base import Context, Section, table_section
 from degradation.analysis.final_errors import design, mean_std
 from degradation.analysis.select import is_2015_design
-from degradation.analysis.shortcut_variants import outcome
+from degradation.analysis.shortcut_variants import diverged_seeds, outcome
 from degradation.analysis.stats import difference, familywise
 from degradation.results import setting_table
 
@@ -50,9 +50,11 @@ def norm_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def norm_free_gaps(runs: pd.DataFrame) -> list[dict]:
     """Per norm-free init (Fixup, SkipInit) at the deepest depth that also has BN residual nets
-    of the paper's design: its runs' final training error minus the BN nets' (``diff``, with an
-    interval ``ci``: 95% split over the inits, Bonferroni), the ``depth``, how many of its runs
-    ``diverged``, and its finished ``runs``. Empty when the sweep has no such pair."""
+    of the paper's design: its runs' final training error minus the BN nets' (``diff``, None
+    without a finished run, with an interval ``ci`` at ``level``: 95% split over the inits,
+    Bonferroni), the ``depth``, of its ``ended`` runs (finished or diverged) how many
+    ``diverged`` and in how many distinct ``diverged_seeds``, and its finished ``runs``. Empty
+    when the sweep has no such pair."""
     if "init" not in runs or "normalization" not in runs:
         return []
     res = runs[runs["family"] == "resnet"]
@@ -73,9 +75,19 @@ def norm_free_gaps(runs: pd.DataFrame) -> list[dict]:
             if len(done)
             else (None, None)
         )
-        diverged = int((at["status"] == "diverged").sum())
-        out.append({"init": init, "diff": diff, "ci": ci, "depth": int(depth),
-                    "diverged": diverged, "runs": list(done["run"])})  # fmt: skip
+        out.append(
+            {
+                "init": init,
+                "diff": diff,
+                "ci": ci,
+                "level": level,
+                "depth": int(depth),
+                "ended": int(at["status"].isin(["finished", "diverged"]).sum()),
+                "diverged": int((at["status"] == "diverged").sum()),
+                "diverged_seeds": diverged_seeds(at),
+                "runs": list(done["run"]),
+            }
+        )
     return out
 
 

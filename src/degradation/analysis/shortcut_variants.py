@@ -7,12 +7,13 @@ got stuck near chance, and the paper's ResNet-110 number where the setting match
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
 from degradation.analysis.base import Context, Section, table_section
 from degradation.analysis.final_errors import mean_std
-from degradation.analysis.stats import difference, familywise
+from degradation.analysis.stats import MIN_SEEDS, difference, familywise
 from degradation.data import (
     CIFAR10DataModule,
     FashionMNISTDataModule,
@@ -133,37 +134,93 @@ def variant_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def identity_lead(runs: pd.DataFrame) -> list[tuple[str, float, tuple | None]]:
-    """Per other variant at the deepest ablated depth: its final training error minus the
-    identity shortcut's (positive: identity trains better), with its interval: 95% split over
-    the variants (Bonferroni), since one variant alone can decide claim 12."""
+def diverged_seeds(runs: pd.DataFrame) -> int:
+    """How many distinct seeds the diverged runs among ``runs`` (one net's) have."""
+    diverged = runs[runs["status"] == "diverged"]
+    return int(diverged["seed"].nunique()) if "seed" in diverged else 0
+
+
+def diverged_text(diverged: int, ended: int, seeds: int) -> str:
+    """``k of n runs diverged`` (with the distinct seeds where fewer than the runs), "" when
+    none did."""
+    if not diverged:
+        return ""
+    text = f"{diverged} of {ended} runs diverged"
+    return text + (f" ({seeds} distinct seeds)" if seeds != diverged else "")
+
+
+@dataclass(frozen=True)
+class Lead:
+    """One shortcut variant setting against the identity shortcut (:func:`identity_lead`):
+    ``diff`` its finished runs' mean final training error minus identity's (NaN without a
+    finished run) with its interval ``ci`` at ``level``, and of its ``ended`` runs (finished
+    or diverged) how many ``diverged`` and in how many distinct ``diverged_seed_count``."""
+
+    name: str
+    diff: float
+    ci: tuple[float, float] | None
+    level: float
+    ended: int
+    diverged: int
+    diverged_seed_count: int
+
+    @property
+    def finished(self) -> bool:
+        """Whether it has a finished run (a difference)."""
+        return not math.isnan(self.diff)
+
+    @property
+    def diverges(self) -> bool:
+        """Whether its divergence decides: diverged in at least ``MIN_SEEDS`` distinct seeds."""
+        return self.diverged_seed_count >= MIN_SEEDS
+
+    @property
+    def divergence(self) -> str:
+        """``k of n runs diverged`` ("" when none did)."""
+        return diverged_text(self.diverged, self.ended, self.diverged_seed_count)
+
+
+def identity_lead(runs: pd.DataFrame) -> list[Lead]:
+    """One :class:`Lead` per other variant setting at the deepest ablated depth: its final
+    training error minus the identity shortcut's (positive: identity trains better), with its
+    interval: 95% split over the settings (Bonferroni; each one can decide claim 12), and its
+    diverged runs and their distinct seeds."""
     ended = runs[runs["status"].isin(["finished", "diverged"]) & (runs["family"] == "resnet")]
     if "shortcut_variant" not in ended or ended["shortcut_variant"].dropna().nunique() < 2:
         return []
     depths = [d for d, g in ended.groupby("depth") if g["shortcut_variant"].nunique() >= 2]
     if not depths:
         return []
-    done = ended[ended["status"] == "finished"]
-    at = done[done["depth"] == max(depths)]
-    identity = at[at["shortcut_variant"] == "identity"]["final_train_error"].to_numpy(float)
+    at = ended[ended["depth"] == max(depths)]
+    done = at[at["status"] == "finished"]
+    identity = done[done["shortcut_variant"] == "identity"]["final_train_error"].to_numpy(float)
     if not len(identity):
         return []
-    out = []
     groups = [group for _, group in at[at["shortcut_variant"] != "identity"].groupby(
         ["shortcut_variant", *[c for c in ("shortcut_scale", "scale_branch", "gate_bias",
                                            "shortcut_dropout") if c in at]],
         dropna=False,
     )]  # fmt: skip
-    level = familywise(len(groups))  # the row decides when any one variant does
+    level = familywise(len(groups))  # the row decides when any one setting does
+    out = []
     for group in groups:
         label = group["shortcut_variant"].iloc[0]
         setting = setting_label(group.iloc[0])
-        name = f"{label} ({setting})" if setting else label
-        diff, ci = difference(group["final_train_error"].to_numpy(float), identity, level=level)
-        out.append((name, diff, ci))
-    diverged = ended[(ended["status"] == "diverged") & (ended["shortcut_variant"] != "identity")]
-    for _, run in diverged[diverged["depth"] == max(depths)].iterrows():
-        out.append((f"{run['shortcut_variant']} (diverged)", math.inf, None))
+        finished = group[group["status"] == "finished"]["final_train_error"].to_numpy(float)
+        diff, ci = (
+            difference(finished, identity, level=level) if len(finished) else (math.nan, None)
+        )
+        out.append(
+            Lead(
+                name=f"{label} ({setting})" if setting else label,
+                diff=diff,
+                ci=ci,
+                level=level,
+                ended=len(group),
+                diverged=int((group["status"] == "diverged").sum()),
+                diverged_seed_count=diverged_seeds(group),
+            )
+        )
     return out
 
 

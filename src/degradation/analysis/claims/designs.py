@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import math
-
 from degradation.analysis import normalization, preactivation, shortcut_variants
 from degradation.analysis.claims.registry import (
     CONTRADICTED,
@@ -18,9 +16,9 @@ from degradation.analysis.claims.training import depth_claim
 from degradation.analysis.select import with_defaults
 from degradation.analysis.stats import (
     MARGIN,
+    MIN_SEEDS,
     compare,
     exceeds,
-    familywise,
     interval,
     negate,
     points,
@@ -46,7 +44,9 @@ def side(diff: float, ci: tuple[float, float] | None) -> int:
     definition="Identity shortcut (He et al. 2016): at the deepest ablated depth, no other "
     "shortcut variant ends with a final training error more than the margin below the identity "
     "shortcut's (that contradicts), and more than half end more than the margin above it or "
-    "diverge.",
+    f"diverge. A variant setting counts as diverged when its runs diverged in at least {MIN_SEEDS} "
+    "distinct seeds; fewer diverged runs are reported but do not decide, and its finished runs "
+    "give its difference as for any other.",
 )
 def identity_shortcut(s: Sweep) -> Finding:
     leads = shortcut_variants.identity_lead(s.runs[with_defaults(s.runs, ("block", "unit"))])
@@ -54,28 +54,37 @@ def identity_shortcut(s: Sweep) -> Finding:
         return Finding(
             why="needs residual nets of one depth with identity and other shortcut variants"
         )
-    parts, worse, better = [], [], []
-    level = familywise(sum(not math.isinf(diff) for _, diff, _ in leads))  # as identity_lead
-    for name, diff, ci in leads:
-        if math.isinf(diff):  # diverged
-            parts.append(name)
-            worse.append(name)
-            continue
-        parts.append(f"{name} {points(diff)}{interval(ci, NO_INTERVAL, level)}")
-        lead = side(diff, ci)
-        if lead == 1:
-            worse.append(name)
-        elif lead == -1:
-            better.append(name)
+    parts, worse, better, few = [], [], [], []
+    for lead in leads:
+        text = [lead.divergence] if lead.diverged else []
+        if lead.finished:
+            text.insert(0, f"{points(lead.diff)}{interval(lead.ci, NO_INTERVAL, lead.level)}")
+        else:
+            text.append("none finished")
+        parts.append(f"{lead.name} " + ", ".join(text))
+        found = side(lead.diff, lead.ci) if lead.finished else 0
+        if lead.diverges or found == 1:
+            worse.append(lead.name)
+        elif lead.diverged:
+            few.append(lead.name)
+        if found == -1:
+            better.append(lead.name)
     measured = "final training error minus the identity shortcut's: " + "; ".join(parts)
-    ties = ", ".join(name for name, _, _ in leads if name not in worse)
+    ties = ", ".join(lead.name for lead in leads if lead.name not in worse + few)
+    # a few diverged runs: reported, not counted (their finished runs not clearly worse either)
+    few_why = []
+    if few:
+        few_why = [f"diverged in fewer than {MIN_SEEDS} seeds, too few to count: " + ", ".join(few)]
     if better:
         return Finding(CONTRADICTED, measured, "trains better: " + ", ".join(better))
     if 2 * len(worse) > len(leads):
-        why = f"no variant trains better; close to identity: {ties}" if ties else ""
+        why = ([f"close to identity: {ties}"] if ties else []) + few_why
+        why = "; ".join(["no variant trains better", *why]) if why else ""
         return Finding(SUPPORTED, measured, why)
-    why = "most variants not clearly worse than identity (within the margin, or too few seeds "
-    return Finding(measured=measured, why=why + "for an interval): " + ties)
+    why = "most variants not clearly worse than identity"
+    if ties:
+        why += " (within the margin, or too few seeds for an interval): " + ties
+    return Finding(measured=measured, why="; ".join([why, *few_why]))
 
 
 @claim(
@@ -131,28 +140,39 @@ def dense(s: Sweep) -> Finding:
     f"residual nets of one of them (model.norm=none) end within {100 * NORM_FREE_MARGIN:.0f} "
     "points of the BN residual net of the same depth (final training error) and none diverges; "
     "contradicted when every such init diverges or ends clearly behind (its interval above that "
-    "margin), at this sweep's training budget: whether a longer budget closes the gap is read "
-    "on the budget axis, not from the slope of a curve after its last learning-rate drop.",
+    f"margin). An init diverges when its runs diverged in at least {MIN_SEEDS} distinct seeds; "
+    "fewer diverged runs are reported and keep it from training, but do not make it fail. All at "
+    "this sweep's training budget: whether a longer budget closes the gap is read on the budget "
+    "axis, not from the slope of a curve after its last learning-rate drop.",
 )
 def norm_free(s: Sweep) -> Finding:
     found = normalization.norm_free_gaps(s.runs)
     if not found:
         why = "needs residual nets with model.norm=none and init=fixup or skipinit, and BN "
         return Finding(why=why + "residual nets of the same depth")
-    parts, trains, fails = [], [], []
+    parts, trains, fails, few = [], [], [], []
     for one in found:
         name = f"{one['init']}"
-        if one["diff"] is None:
-            parts.append(f"{name}: {one['diverged']} diverged, none finished")
-            fails.append(name)
-            continue
-        parts.append(
-            f"{name} {points(one['diff'])}{interval(one['ci'], NO_INTERVAL)}"
-            + (f", {one['diverged']} diverged" if one["diverged"] else "")
+        diverged = shortcut_variants.diverged_text(
+            one["diverged"], one["ended"], one["diverged_seeds"]
         )
-        behind = compare(one["diff"], one["ci"], NORM_FREE_MARGIN)  # None: not decided
-        if one["diverged"] or behind is True:
+        fails_by_divergence = one["diverged_seeds"] >= MIN_SEEDS
+        if one["diff"] is None:
+            parts.append(
+                f"{name}: " + ", ".join([*([diverged] if diverged else []), "none finished"])
+            )
+            behind = None
+        else:
+            level = one["level"]
+            parts.append(
+                f"{name} {points(one['diff'])}{interval(one['ci'], NO_INTERVAL, level)}"
+                + (f", {diverged}" if diverged else "")
+            )
+            behind = compare(one["diff"], one["ci"], NORM_FREE_MARGIN)  # None: not decided
+        if fails_by_divergence or behind is True:
             fails.append(name)
+        elif one["diverged"]:  # too few to fail it, but a diverged run keeps it from training
+            few.append(name)
         elif behind is False:
             trains.append(name)
     depth = found[0]["depth"]
@@ -165,4 +185,10 @@ def norm_free(s: Sweep) -> Finding:
         why = f"at this sweep's recipe ({length}); a longer or gentler schedule may differ"
         return Finding(CONTRADICTED, measured, why)
     why = "no init clearly within or clearly behind the margin (or too few seeds for an "
-    return Finding(measured=measured, why=why + "interval)")
+    why += "interval)"
+    if few:
+        why += (
+            f"; diverged in fewer than {MIN_SEEDS} seeds, too few to fail, but a diverged run "
+            "keeps it from training: " + ", ".join(few)
+        )
+    return Finding(measured=measured, why=why)
