@@ -203,3 +203,14 @@ def test_the_guarded_welch_rule_keeps_its_error_for_unequal_spreads():
             b = 0.007 * rng.standard_normal(seeds)
             wrong += stats.compare(*stats.difference(a, b), stats.MARGIN) is True
         assert wrong / 4000 <= 0.035, (seeds, wrong / 4000)
+
+
+def test_a_seed_listed_twice_counts_once():
+    """The same run copied into two analysed folders (or a seed trained twice) is one seed: three
+    copies of seed 0 do not make an interval."""
+    runs = synthetic_runs({("plain", 8): [0.20, 0.21, 0.19], ("plain", 44): [0.30, 0.31, 0.29]})
+    decided = training.degradation(Sweep(runs, pd.DataFrame()))
+    assert decided.verdict == SUPPORTED
+    copies = runs.assign(seed=0, run=runs["run"] + "-copy")  # every net's seeds now one seed
+    finding = training.degradation(Sweep(copies, pd.DataFrame()))
+    assert finding.verdict == UNDECIDED and "one seed" in finding.why, finding

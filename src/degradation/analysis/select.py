@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from degradation import designs
+from degradation.results import CONFIG_COLUMNS
 
 # The 2015 design: the verdict compares these nets where a sweep varies the design.
 DESIGN_DEFAULTS = designs.PAPER_2015
@@ -35,10 +36,26 @@ def is_2015_design(runs: pd.DataFrame) -> pd.Series:
     return with_defaults(runs)
 
 
+def one_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    """One run per net setting and seed (the same run copied into two analysed folders, or
+    trained twice, is one seed, not two): a finished one where there is one, else the first by
+    name."""
+    keys = [c for c in CONFIG_COLUMNS if c in runs]
+    if not keys or "status" not in runs:
+        return runs
+    order = runs.assign(_unfinished=runs["status"] != "finished").sort_values(
+        ["_unfinished", "run"] if "run" in runs else ["_unfinished"], kind="stable"
+    )
+    kept = order.drop_duplicates(subset=keys).drop(columns="_unfinished")
+    return runs.loc[runs.index.isin(kept.index)]
+
+
 def comparable(runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished runs the verdict compares: where a sweep mixes designs, those of the paper's
+    """The finished runs the verdict compares, one per net setting and seed
+    (:func:`one_per_seed`): where a sweep mixes designs, those of the paper's
     (:func:`is_2015_design`; a sweep of one other design is compared as it is), and option-A
     residual nets where several shortcut options are present."""
+    runs = one_per_seed(runs)
     done = runs[runs["status"] == "finished"]
     paper = is_2015_design(done)
     if paper.any():

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from degradation.analysis.select import comparable, main_group, metrics_of
+from degradation.analysis.select import comparable, main_group, metrics_of, one_per_seed
 from degradation.analysis.stats import (  # noqa: F401  (the verdicts, re-exported)
     CONTRADICTED,
     LEVEL,
@@ -113,6 +113,7 @@ class Sweep:
     group: dict = field(init=False)
 
     def __post_init__(self) -> None:
+        self.runs = one_per_seed(self.runs)  # a seed counts once, however often it is listed
         filled = self.runs.assign(**{c: None for c in NEEDED if c not in self.runs})
         self.all_done = comparable(filled)
         self.done, self.group = main_group(self.all_done)
