@@ -205,8 +205,11 @@ def figure(stats: pd.DataFrame, gaps: list[Gap], margin: float = MARGIN) -> Figu
                        100 * np.array(high)], capsize=3, marker="o", label=g.name)  # fmt: skip
     right.axhline(100 * margin, color="0.5", linewidth=0.8, linestyle=":")
     right.axhline(0, color="0.3", linewidth=0.8)
+    budgets = sorted(int(b) for b in stats["budget"].unique())
     for ax, ylabel in ((left, "final training error (%)"), (right, "gap (points)")):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets, [str(b) for b in budgets])  # the budgets run, not powers of 2
+        ax.minorticks_off()
         ax.set_xlabel("training budget (iterations)")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
