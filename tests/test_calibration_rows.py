@@ -229,7 +229,7 @@ class Row:
     sweep: Callable  # (groups, spreads, root) -> Sweep the rule reads
     edges: Callable  # spreads -> [(label, truth, wrong verdict)]
     power: Callable  # spreads -> truth at three margins (supported)
-    clear: Callable  # spreads -> a truth clearly contradicted (for the structural test)
+    clear: Callable  # spreads -> a truth far on the contradicted side (structural test)
 
 
 def _noise(sd: float, n: int, rng) -> np.ndarray:
@@ -307,6 +307,7 @@ def responses_sweep(g, sp, root):
 
 
 # Row 9: residual minus plain kept share, above CORRELATION_MARGIN -> supported.
+CM = probes.CORRELATION_MARGIN
 
 
 def shattering_draw(sp, more, n, rng):
@@ -318,7 +319,7 @@ def shattering_draw(sp, more, n, rng):
 
 
 def shattering_decide(g, sp):
-    return VERDICT[compare(*difference(g["resnet"], g["plain"]), probes.CORRELATION_MARGIN)]
+    return VERDICT[compare(*difference(g["resnet"], g["plain"]), CM)]
 
 
 def shattering_sweep(g, sp, root):
@@ -435,9 +436,15 @@ def landscape_sweep(g, sp, root):
     return Sweep(NO_RUNS, pd.DataFrame(), {"landscape": pd.DataFrame(rows)})
 
 
+def landscape_far(sp) -> tuple[float, float]:
+    return (
+        _far(*(v[1] for v in sp["share"].values()), margin=NM),
+        _far(*(v[1] for v in sp["ratio"].values()), margin=RM),
+    )
+
+
 def landscape_edges(sp):
-    far_s = _far(*(v[1] for v in sp["share"].values()), margin=NM)
-    far_r = _far(*(v[1] for v in sp["ratio"].values()), margin=RM)
+    far_s, far_r = landscape_far(sp)
     return [
         ("share at its margin, ratio far above", (NM, RM + far_r), SUPPORTED),
         ("ratio at its margin, share far above", (NM + far_s, RM), SUPPORTED),
@@ -497,8 +504,12 @@ def budget_sweep(g, sp, root):
     return Sweep(pd.concat(frames, ignore_index=True), pd.DataFrame())
 
 
+def budget_far(sp) -> float:
+    return _far(*(sp[k][1] for k in ("s1", "s2", "d1", "d2")), margin=MARGIN)
+
+
 def budget_edges(sp):
-    far = _far(*(sp[k][1] for k in ("s1", "s2", "d1", "d2")), margin=MARGIN)
+    far = budget_far(sp)
     return [
         ("gap at the margin, stopped, not shrinking", (far - STOPPED, MARGIN, far - STOPPED),
          SUPPORTED),
@@ -521,31 +532,33 @@ def _both_sides(edge):
 ROWS = {
     "6 speed": Row(
         "speed_spreads", training.speed, speed_draw, speed_decide, speed_sweep,
-        _both_sides(MARGIN), lambda sp: 3 * MARGIN, lambda sp: -3 * MARGIN,
+        _both_sides(MARGIN), lambda sp: 3 * MARGIN,
+        lambda sp: MARGIN - _far(sp["plain"][1], sp["resnet"][1], margin=MARGIN),
     ),
     "11 small responses": Row(
         "responses_spreads", training.small_responses, responses_draw, responses_decide,
         responses_sweep, _both_sides(LOG_EDGE), lambda sp: 3 * LOG_EDGE,
-        lambda sp: -LOG_EDGE,
+        lambda sp: LOG_EDGE + _far(sp["log_ratio"][1], margin=-LOG_EDGE),
     ),
     "9 shattering": Row(
         "shattering_spreads", probes.shattering, shattering_draw, shattering_decide,
-        shattering_sweep, _both_sides(probes.CORRELATION_MARGIN),
-        lambda sp: 3 * probes.CORRELATION_MARGIN, lambda sp: -probes.CORRELATION_MARGIN,
+        shattering_sweep, _both_sides(CM),
+        lambda sp: 3 * CM, lambda sp: CM - _far(sp["plain"][1], sp["resnet"][1], margin=CM),
     ),
     "8 lesions": Row(
         "lesion_spreads", probes.lesions, lesion_draw, lesion_decide, lesion_sweep,
         lesion_edges, lambda sp: (SMALL - 3 * MARGIN, LARGE + 3 * MARGIN),
-        lambda sp: (LARGE + 3 * MARGIN, sp["plain"][0]),
+        lambda sp: (LARGE + _far(sp["resnet"][1], margin=MARGIN), sp["plain"][0]),
     ),
     "10 landscape": Row(
         "landscape_spreads", probes.landscape, landscape_draw, landscape_decide,
-        landscape_sweep, landscape_edges, lambda sp: (3 * NM, 3 * RM), lambda sp: (-NM, -RM),
+        landscape_sweep, landscape_edges, lambda sp: (3 * NM, 3 * RM),
+        lambda sp: (NM - landscape_far(sp)[0], RM - landscape_far(sp)[1]),
     ),
     "2 budget": Row(
         "budget_spreads", training.end_state, budget_draw, budget_decide, budget_sweep,
         budget_edges, lambda sp: (0.0, 3 * MARGIN, 0.0),
-        lambda sp: (0.0, MARGIN - 3 * MARGIN, 0.0),
+        lambda sp: (budget_far(sp) - STOPPED, MARGIN - budget_far(sp), 0.0),
     ),
 }  # fmt: skip
 
