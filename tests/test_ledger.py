@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -187,6 +188,19 @@ def test_convergence_table_per_net_across_seeds(tmp_path):
     lines = "\n".join(convergence.section(ctx).lines)
     assert (tmp_path / "convergence.csv").is_file()
     assert "| resnet-44 |" in lines and "± " in lines
+    # No weights and no train_eval.csv: no eval-mode gap, said as such.
+    assert stats["eval_gap_mean"].isna().all() and "| - " in lines
+    # With a cached eval-mode training error, the gap is test minus that error.
+    from degradation.analysis import train_eval
+
+    for _, run in runs.iterrows():
+        pd.DataFrame({"images": [5000], "error": [run["final_test_error"] - 0.02]}).to_csv(
+            Path(run["path"]) / train_eval.TRAIN_EVAL_FILE, index=False
+        )
+    stats = convergence.table(runs, metrics)
+    assert stats["eval_gap_mean"].to_numpy() == pytest.approx(0.02)
+    assert (stats["eval_gap_seeds"] == 2).all()
+    assert "+2.0 ± 0.0 points" in "\n".join(convergence.section(ctx).lines)
     # By hand: lr 0.1 until step 50, then 0.01 (the first drop at 50 of 100 steps); error 1.0
     # for 20 steps, then 0.2. The 5-step running mean at steps 12, 25 and 37 (1/4, 1/2, 3/4 of
     # 50) is 1.0, 0.2 and 0.2: the early error is their mean.
@@ -234,3 +248,14 @@ def test_the_reports_words_are_the_ledgers_rule(tmp_path):
         assert words[found.degradation] == verdict(rows, 1).verdict
         flipped = {True: ledger.CONTRADICTED, False: ledger.SUPPORTED, None: ledger.UNDECIDED}
         assert flipped[found.resnet.rises()] == verdict(rows, 3).verdict
+
+
+@pytest.mark.parametrize("seeds", [(0,), (0, 1, 2)])
+def test_flat_noisy_curves_do_not_support_claim_2(tmp_path, seeds):
+    """Curves flat over their last part (batch noise only) at one length, plain-44 well above
+    plain-8: a flat end is the schedule's, so claim 2 stays not decided at any seed count."""
+    runs, metrics = sweep(tmp_path, {8: 0.10, 44: 0.25}, {8: 0.10, 44: 0.08}, seeds=seeds)
+    tail = metrics[metrics["step"] >= 160].groupby("run")["train_error"]
+    assert (tail.max() - tail.min()).max() < 0.1  # flat but for the noise
+    row = verdict(ledger.ledger(runs, metrics), 2)
+    assert row.verdict == ledger.UNDECIDED and "one budget" in row.why

@@ -4,13 +4,18 @@
   run) at fixed fractions of the iterations before the first learning-rate drop. Before the drop
   the schedule has not yet flattened any curve, and a net stuck near chance scores badly rather
   than "converging" at once to where it stays.
-- Generalization gap: final test error minus final training error.
+- Generalization gap: final test error minus the training error measured the same way (eval
+  mode, no augmentation, on a fixed subset of the training images, from the final weights:
+  ``train_eval``), where the run's weights or its ``train_eval.csv`` are there; beside it, test
+  minus the final batch training error of the curves (training mode, augmented batches), which
+  can be negative.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from degradation.analysis import train_eval
 from degradation.analysis.base import Context, Section
 from degradation.analysis.select import comparable, comparable_metrics
 
@@ -67,10 +72,15 @@ def table(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     if done.empty or metrics.empty:
         return pd.DataFrame()
     rows = per_run(done, metrics)
+    measured, _ = train_eval.table(done)
+    rows["eval_gap"] = rows["final_test_error"] - rows["run"].map(measured)
     stats = rows.groupby(["family", "depth"]).agg(
         seeds=("run", "size"),
         early_mean=("early_error", "mean"),
         early_std=("early_error", "std"),
+        eval_gap_seeds=("eval_gap", "count"),
+        eval_gap_mean=("eval_gap", "mean"),
+        eval_gap_std=("eval_gap", "std"),
         gap_mean=("gap", "mean"),
         gap_std=("gap", "std"),
     )
@@ -91,19 +101,34 @@ def section(ctx: Context) -> Section:
             f"{100 * m:.1f}%" + ("" if pd.isna(s) else f" ± {100 * s:.1f}")
             for m, s in zip(stats["early_mean"], stats["early_std"], strict=True)
         ],
-        "test minus train error": [
-            f"{100 * m:+.1f}" + ("" if pd.isna(s) else f" ± {100 * s:.1f}") + " points"
-            for m, s in zip(stats["gap_mean"], stats["gap_std"], strict=True)
+        "test minus eval-mode training error": [
+            _points(m, s, n, seeds)
+            for m, s, n, seeds in zip(
+                stats["eval_gap_mean"], stats["eval_gap_std"], stats["eval_gap_seeds"],
+                stats["seeds"], strict=True,
+            )
+        ],
+        "test minus batch training error": [
+            _points(m, s) for m, s in zip(stats["gap_mean"], stats["gap_std"], strict=True)
         ],
     })  # fmt: skip
     return Section(
         TITLE,
         [
             (__doc__ or "").split("\n\n", 1)[1].strip()
-            + " Mean ± std over seeds. Training error is measured on augmented batches in training "
-            "mode, so the gap can be negative.",
+            + f" Mean ± std over seeds; the eval-mode training error is on the first "
+            f"{train_eval.TRAIN_EVAL_IMAGES} training images ('-' where a run has neither weights "
+            "nor train_eval.csv).",
             "",
             shown.to_markdown(index=False),
             "",
         ],
     )
+
+
+def _points(mean: float, std: float, count: int | None = None, seeds: int | None = None) -> str:
+    """A gap in points, mean ± std, and how many seeds it has where not all."""
+    if pd.isna(mean):
+        return "-"
+    text = f"{100 * mean:+.1f}" + ("" if pd.isna(std) else f" ± {100 * std:.1f}") + " points"
+    return text + (f" ({count} of {seeds} seeds)" if count is not None and count < seeds else "")
