@@ -20,7 +20,9 @@ def claim(runs, number):
     return row
 
 
-def variant_sweep(root, gating=0.15):
+def variant_sweep(root, gating=0.15, dropout_diverged=SEEDS):
+    for seed in dropout_diverged:
+        make_run(root, "resnet", 20, 0.5, seed=seed, status="diverged", shortcut_variant="dropout")
     for seed in SEEDS:
         make_run(root, "plain", 20, 0.30, seed=seed)
         make_run(root, "resnet", 20, 0.10 + 0.002 * seed, seed=seed, shortcut_variant="identity")
@@ -30,7 +32,6 @@ def variant_sweep(root, gating=0.15):
             shortcut_variant="exclusive_gating", gate_bias=-6.0,
         )  # fmt: skip
         make_run(root, "resnet", 20, 0.88, seed=seed, shortcut_variant="conv1x1")
-    make_run(root, "resnet", 20, 0.5, status="diverged", shortcut_variant="dropout")
     return collect(root)[0]
 
 
@@ -46,6 +47,10 @@ def test_shortcut_variant_table_and_its_claim(tmp_path):
     row = claim(runs, 12)
     assert row.verdict == ledger.SUPPORTED, row
     assert "exclusive_gating (bias -6) +5.0 points" in row.measured
+    # one diverged run of a variant, nothing finished: not shown to be no better, not decided
+    once = claim(variant_sweep(tmp_path / "once", dropout_diverged=(0,)), 12)
+    assert once.verdict == ledger.UNDECIDED and "not shown to train no better" in once.why
+    assert "dropout" in once.why
     # a variant that trains better than identity contradicts the claim
     better = variant_sweep(tmp_path / "b", gating=0.05)
     row = claim(better, 12)
