@@ -166,3 +166,25 @@ def test_the_other_claims_compare_the_longest_budget_only():
     # 2.5% - 2.0% at 4000 iterations (pooled over the budgets it would be +14.5 points)
     assert re.search(r"minus plain-8: [+-][01]\.\d points", rows[1].measured), rows[1].measured
     assert Sweep(sweep({600: 0.2}, {600: 0.3}), pd.DataFrame()).group == {}
+
+
+def test_a_short_last_budget_step_is_not_read_as_an_end_state():
+    """Issue case 1: budgets 1000/2000/2200, the gap +14.6 -> +6.2 -> +6.0 points while it truly
+    closes about 8 points per doubling: the short last step must not decide."""
+    runs = sweep({1000: 0.034, 2000: 0.0034, 2200: 0.0030},
+                 {1000: 0.180, 2000: 0.0654, 2200: 0.0630})  # fmt: skip
+    reading = budget.read(runs)
+    assert reading.verdict == budget.UNDECIDED
+    assert "budgets too close (2000, 2200)" in reading.why
+    row = {r.number: r for r in ledger(runs, pd.DataFrame())}[2]
+    assert row.verdict == budget.UNDECIDED and "budgets too close" in row.why
+    # the same gaps at doubled budgets: the rule reads them (the short step alone was the fault)
+    doubled = sweep({1000: 0.034, 2000: 0.0034, 4000: 0.0030},
+                    {1000: 0.180, 2000: 0.0654, 4000: 0.0630})  # fmt: skip
+    assert "too close" not in budget.read(doubled).why
+
+
+def test_doubled_budgets_are_not_too_close():
+    assert budget.too_close([1000, 2000, 4000]) is None
+    assert budget.too_close([1000, 2000, 3999]) == (2000, 3999)
+    assert budget.too_close([500, 1000, 4000]) is None

@@ -17,6 +17,9 @@ S = shallow(B_k) - shallow(B_k-1):
 - contradicted: the shallow net has stopped improving and G at B_k lies below the margin;
 - otherwise not decided, naming the condition that failed.
 
+Budgets less than ``MIN_FACTOR`` (2) apart anywhere on the axis leave both readings not decided
+("budgets too close"): a short last step shows a small change whatever the trend per doubling.
+
 Each condition is one-sided at 97.5% (the lower or upper end of a 95% interval); a condition
 that needs an interval is not met without one (fewer than three seeds per net, or no spread).
 """
@@ -50,6 +53,17 @@ NEEDS = "finished plain nets of two depths (and residual twins) at two or more b
 PRESET = "budget_quick"
 # "Stopped improving" / "stopped shrinking": a change with doubled budget above -1 point.
 STOPPED = 0.01
+# Consecutive budgets must differ by at least this factor: a short last step (2000 -> 2200)
+# shows a small change whatever the trend per doubling is, and would pass for an end state.
+MIN_FACTOR = 2
+
+
+def too_close(budgets: list[int]) -> tuple[int, int] | None:
+    """The first pair of consecutive budgets less than :data:`MIN_FACTOR` apart (None if none)."""
+    for low, high in zip(budgets[:-1], budgets[1:], strict=True):
+        if high < MIN_FACTOR * low:
+            return low, high
+    return None
 
 
 def budget_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -132,6 +146,14 @@ def read(runs: pd.DataFrame, residual_fix: bool = False, margin: float = MARGIN)
         return Reading(UNDECIDED, "-", "no finished plain or residual runs")
     if len(budgets) < 2:
         return Reading(UNDECIDED, "one budget", f"one budget (run experiment={PRESET})")
+    close = too_close(budgets)
+    if close is not None:
+        return Reading(
+            UNDECIDED,
+            "budgets " + ", ".join(map(str, budgets)),
+            f"budgets too close ({close[0]}, {close[1]}): each must be at least {MIN_FACTOR}x "
+            "the one before",
+        )
     pair = depths(done)
     if pair is None:
         return Reading(UNDECIDED, "-", "needs plain nets of two depths at two or more budgets")
