@@ -17,7 +17,7 @@ S = shallow(B_k) - shallow(B_k-1):
 - contradicted: the shallow net has stopped improving and G at B_k lies below the margin;
 - otherwise not decided, naming the condition that failed.
 
-Budgets less than ``MIN_FACTOR`` (2) apart anywhere on the axis leave both readings not decided
+Budgets less than ``MIN_FACTOR`` apart anywhere on the axis leave both readings not decided
 ("budgets too close"): a short last step shows a small change whatever the trend per doubling.
 
 Each condition is one-sided at 97.5% (the lower or upper end of a 95% interval); a condition
@@ -27,6 +27,7 @@ that needs an interval is not met without one (fewer than three seeds per net, o
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,7 @@ MIN_FACTOR = 2
 
 def too_close(budgets: list[int]) -> tuple[int, int] | None:
     """The first pair of consecutive budgets less than :data:`MIN_FACTOR` apart (None if none)."""
-    for low, high in zip(budgets[:-1], budgets[1:], strict=True):
+    for low, high in pairwise(budgets):
         if high < MIN_FACTOR * low:
             return low, high
     return None
