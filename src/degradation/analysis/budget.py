@@ -27,8 +27,8 @@ that needs an interval is not met without one (fewer than three seeds per net, o
 from __future__ import annotations
 
 import math
-from itertools import pairwise
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
